@@ -1,0 +1,38 @@
+"""The tensor container that moves between generators, verifiers and policies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """Samples ``x`` [*lead, N, *feat] with labels or targets ``y`` [*lead, N].
+
+    ``lead`` is empty for MNIST and ``[R]`` (replicate chains) for the linear study; the sample
+    axis is always the last axis of ``y``.
+    """
+
+    x: Tensor
+    y: Tensor
+
+    @property
+    def sample_dim(self) -> int:
+        return self.y.dim() - 1
+
+    def __len__(self) -> int:
+        """Samples per chain."""
+        return int(self.y.shape[-1])
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.x.to(device), self.y.to(device))
+
+    @staticmethod
+    def cat(batches: list["Batch"]) -> "Batch":
+        """Concatenate along the sample axis."""
+        if len(batches) == 1:
+            return batches[0]
+        dim = batches[0].sample_dim
+        return Batch(torch.cat([b.x for b in batches], dim), torch.cat([b.y for b in batches], dim))

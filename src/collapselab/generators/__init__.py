@@ -1,0 +1,1 @@
+"""Generators: fit on a training Batch, propose candidates, save and load state."""

@@ -1,0 +1,167 @@
+"""The one generation loop: fit on real data, then draw, verify, rebuild the training set, refit."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+
+from tqdm.auto import tqdm
+
+from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_json,
+                         write_metrics)
+from .config import diff_configs, validate_common
+from .device import resolve_device
+from .errors import ConfigError, RunError
+from .policies import POLICIES, Policy
+from .rng import derive_seed, make_generator, seed_everything
+from .tasks import build_task
+from .tblog import TBLogger
+
+log = logging.getLogger("collapselab")
+
+CHECKPOINT = "checkpoint.pt"
+SYNTHETIC = "synthetic.pt"
+
+
+def _finished_generations(run_dir: Path) -> list[dict]:
+    """Rows of generations 0..k that are finished: a metrics row and a checkpoint, contiguous from 0."""
+    rows = []
+    for i, row in enumerate(read_metrics(run_dir)):
+        if row.get("generation") != i or not (gen_dir(run_dir, i) / CHECKPOINT).exists():
+            break
+        rows.append(row)
+    return rows
+
+
+def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
+    stored = load_torch(gen_dir(run_dir, 0) / CHECKPOINT)["config"]
+    diff = diff_configs(stored, cfg)
+    if diff:
+        from .tblog import flatten
+
+        a, b = flatten(stored), flatten(cfg)
+        detail = "; ".join(f"{k}: stored {a.get(k, '<missing>')!r}, now {b.get(k, '<missing>')!r}" for k in diff)
+        raise RunError(
+            f"{run_dir} holds a run with a different config ({len(diff)} key(s) differ: {detail}). "
+            "Resume it with the stored values, or start a new run with a different hydra.run.dir."
+        )
+    if not cfg.get("resume", True):
+        raise RunError(
+            f"{run_dir} already holds {n_done} finished generation(s) and resume=false refuses to overwrite them. "
+            "Use resume=true to continue it, or a new hydra.run.dir to start over."
+        )
+
+
+def _policy(cfg: dict) -> Policy:
+    name = cfg["policy"]["name"]
+    if name not in POLICIES:
+        raise ConfigError(f"policy={name!r} is unknown: choose one of {', '.join(POLICIES)}")
+    return POLICIES[name]
+
+
+def run(cfg: dict, run_dir: str | Path) -> dict:
+    """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row."""
+    run_dir = Path(run_dir)
+    validate_common(cfg)
+    policy = _policy(cfg)
+    device = resolve_device(cfg.get("device", "auto"))
+    log.info("device: %s", device)
+    task = build_task(cfg, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
+    show = bool(cfg.get("progress", True))
+
+    rows = _finished_generations(run_dir)
+    prev_model, history = None, []
+    if rows:
+        _check_stored_config(run_dir, cfg, len(rows))
+        write_metrics(run_dir, rows)  # drop a torn or unfinished tail
+        last = len(rows) - 1
+        ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
+        prev_model = task.new_generator(last)
+        prev_model.load_state_dict(ckpt["generator"])
+        task.load_verifier_state(ckpt.get("verifier"))
+        if policy.accumulate:
+            for t in range(1, last + 1):
+                path = gen_dir(run_dir, t) / SYNTHETIC
+                if not path.exists():
+                    raise RunError(f"cannot resume: {path} is missing and policy={policy.name} needs every earlier "
+                                   "synthetic set; start a new run (new hydra.run.dir)")
+                history.append(task.unpack_synthetic(load_torch(path)))
+        log.info("resuming %s after generation %d", run_dir, last)
+    else:
+        write_metrics(run_dir, [])
+    start = len(rows)
+
+    tb = TBLogger(run_dir / "tb", start)
+    tb.log_hparams(cfg, list(task.headline))
+    try:
+        bar = tqdm(range(start, n_gen + 1), desc="generations", disable=not show, initial=start, total=n_gen + 1)
+        for t in bar:
+            t0 = time.perf_counter()
+            seed_everything(derive_seed(seed, t, "init"))
+            rng = {s: make_generator(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
+            col = None
+            if t == 0:
+                train = task.real
+            else:
+                task.prepare_verifier(prev_model, t)
+                synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
+                train = policy.next_training_set(task.real, synthetic, history)
+            model = task.new_generator(t)
+            fit_stats = model.fit(train, rng["train"])
+            metrics = task.evaluate(model, t, rng["eval"])
+            row = {"generation": t, "n_train": len(train),
+                   "accept_rate": None if col is None else float(col.accept_rate.mean())}
+            row.update(metrics)
+            row.update(fit_stats)
+            row["wall_s"] = time.perf_counter() - t0
+
+            gdir = gen_dir(run_dir, t)
+            gdir.mkdir(parents=True, exist_ok=True)
+            every = int(cfg.get("samples_every", 1))
+            if every and (t % every == 0 or t == n_gen):
+                task.save_samples(gdir / "samples.png", model, t, col, tb)
+            tb.log_scalars(row, t)
+            tb.flush()
+            if t > 0 and (policy.accumulate or cfg.get("keep_synthetic", True)):
+                save_torch(task.pack_synthetic(synthetic), gdir / SYNTHETIC)
+            save_torch({"generation": t, "config": cfg, "generator": model.state_dict(),
+                        "verifier": task.verifier_state(), "metrics": row}, gdir / CHECKPOINT)
+            append_metrics(run_dir, row)
+            rows.append(row)
+            if t > 0 and policy.accumulate:
+                history.append(synthetic)
+            prev_model = model
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in task.headline[:2] if isinstance(row.get(k), float)})
+    finally:
+        tb.close()
+
+    if n_gen + 1 < len(rows):
+        log.info("%s already holds generations 0..%d (generations=%d asked): nothing to do",
+                 run_dir, len(rows) - 1, n_gen)
+    summary = {"run_dir": str(run_dir), "generations_finished": len(rows) - 1, "final": rows[-1],
+               **task.summary_extras(), "config": cfg}
+    write_json(summary, run_dir / SUMMARY)
+    log.info("\n%s", format_table(rows, task.headline))
+    log.info("run dir: %s", run_dir)
+    log.info("open in TensorBoard: tensorboard --logdir %s", run_dir / "tb")
+    return rows[-1]
+
+
+def format_table(rows: list[dict], keys: tuple[str, ...]) -> str:
+    """A per-generation text table of the headline metrics."""
+    keys = tuple(k for k in keys if any(r.get(k) is not None for r in rows))
+    head = "gen  " + "".join(f"{k:>20}" for k in keys)
+    lines = [head]
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = r.get(k)
+            cells.append(f"{'-':>20}" if v is None else f"{v:>20.5g}")
+        lines.append(f"{r['generation']:>3}  " + "".join(cells))
+    return "\n".join(lines)
+
+
+__all__ = ["run", "format_table", "CHECKPOINT", "SYNTHETIC"]

@@ -1,0 +1,106 @@
+"""Draw candidates from a generator until every group has its quota of accepted samples."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import RunError
+
+# propose(m, rng) -> (x broadcastable to [R, G, m, *feat], y [R, G, m]); verify(x, y, rng) -> bool [R, G, m]
+Propose = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+Verify = Callable[[Tensor, Tensor, torch.Generator], Tensor]
+
+
+@dataclass
+class Collected:
+    """Accepted samples ordered by (chain, group), plus what the draw cost."""
+
+    x: Tensor  # [R, K, *feat] with K = sum of quotas of one chain
+    y: Tensor  # [R, K]
+    proposed: Tensor  # [R] candidates drawn per chain
+    accepted: Tensor  # [R] candidates the verifier accepted per chain (beyond quota included)
+    first_x: Tensor  # the first round's candidates of chain 0, [G*m, *feat]
+    first_y: Tensor
+    first_mask: Tensor  # the verifier's verdicts on them
+
+    @property
+    def accept_rate(self) -> Tensor:
+        """[R] share of candidates accepted."""
+        return self.accepted.double() / self.proposed.clamp(min=1).double()
+
+
+def collect(
+    propose: Propose,
+    verify: Verify | None,
+    quota: Tensor,
+    rng: torch.Generator,
+    *,
+    max_factor: float = 200.0,
+    max_round_elements: int = 4_000_000,
+    hint: str = "",
+) -> Collected:
+    """Keep the first ``quota[r, g]`` accepted candidates of every chain r and group g.
+
+    Candidates are drawn in vectorised rounds sized from the acceptance rate seen so far. If a group
+    has drawn ``max_factor`` times its quota and is still short, raise RunError with the rate.
+    """
+    R, G = quota.shape
+    device = quota.device
+    quota = quota.long()
+    have = torch.zeros(R, G, dtype=torch.long, device=device)
+    drawn = torch.zeros(R, G, dtype=torch.long, device=device)
+    n_acc = torch.zeros(R, G, dtype=torch.long, device=device)
+    kept_x, kept_y, kept_gid = [], [], []
+    first = None
+    qmax = int(quota.max())
+    cap = max(int(math.ceil(max_factor * qmax)), 1)
+    rate = 1.0
+    while True:
+        need = quota - have
+        if int(need.max()) <= 0:
+            break
+        if int(drawn.max()) >= cap:
+            short = need > 0
+            r_obs = float(n_acc.sum()) / max(float(drawn.sum()), 1.0)
+            raise RunError(
+                f"the verifier accepted too few candidates: acceptance rate {r_obs:.4f} "
+                f"({int(n_acc.sum())} of {int(drawn.sum())}), {int(short.sum())} group(s) still short of their "
+                f"quota after {cap} candidates each. {hint}".strip()
+            )
+        m = int(math.ceil(int(need.max()) / max(rate, 1e-3) * 1.15)) + 8
+        m = max(1, min(m, max_round_elements // max(R * G, 1), cap))
+        x, y = propose(m, rng)
+        acc = torch.ones_like(y, dtype=torch.bool) if verify is None else verify(x, y, rng)
+        x = x.expand(*y.shape, *x.shape[3:])  # a view: only the kept rows are ever copied
+        if first is None:
+            first = (x[0].reshape(G * m, *x.shape[3:]), y[0].reshape(-1), acc[0].reshape(-1))
+        # rank of each accepted candidate within its (chain, group) in draw order
+        rank = torch.cumsum(acc.long(), dim=2)
+        keep = acc & (rank <= need.clamp(min=0).unsqueeze(-1))
+        gid = (torch.arange(R, device=device)[:, None] * G + torch.arange(G, device=device)[None, :])
+        gid = gid.unsqueeze(-1).expand(R, G, m)
+        kept_x.append(x[keep])
+        kept_y.append(y[keep])
+        kept_gid.append(gid[keep])
+        have += keep.sum(dim=2)
+        drawn += m
+        n_acc += acc.sum(dim=2)
+        rate = max(float(n_acc.sum()) / float(drawn.sum()), 1e-3)
+    gid = torch.cat(kept_gid)
+    order = torch.sort(gid, stable=True).indices
+    x = torch.cat(kept_x)[order]
+    y = torch.cat(kept_y)[order]
+    K = int(quota[0].sum())
+    return Collected(
+        x=x.reshape(R, K, *x.shape[1:]),
+        y=y.reshape(R, K),
+        proposed=drawn.sum(1),
+        accepted=n_acc.sum(1),
+        first_x=first[0],
+        first_y=first[1],
+        first_mask=first[2],
+    )

@@ -1,0 +1,216 @@
+"""The linear-regression study (PAPER.md sections 2-4), batched over `replicates` chains."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .. import theory  # noqa: E402
+from ..batch import Batch  # noqa: E402
+from ..config import get, require_choice, require_int, require_number  # noqa: E402
+from ..data.linear import DTYPE, make_linear_data  # noqa: E402
+from ..errors import ConfigError  # noqa: E402
+from ..plotting import save_figure  # noqa: E402
+from ..generators.linear import LinearGenerator  # noqa: E402
+from ..policies import POLICIES  # noqa: E402
+from ..rng import make_generator  # noqa: E402
+from ..sampling import Collected, collect  # noqa: E402
+from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+VERIFIERS = ("none", "oracle", "noisy_oracle")
+HEADLINE = ("param_error", "center_error", "theory_param_error", "accept_rate")
+
+
+def _mean_se(v: torch.Tensor) -> tuple[float, float]:
+    """Mean over chains and its standard error (NaN with one chain)."""
+    v = v.double()
+    if v.numel() < 2:
+        return float(v.mean()), float("nan")
+    return float(v.mean()), float(v.std(unbiased=True) / math.sqrt(v.numel()))
+
+
+class LinearTask:
+    """Fixed-design Gaussian linear regression; the generator is OLS, verifiers have a centre theta_c."""
+
+    name = "linear"
+    headline = HEADLINE
+
+    def __init__(self, cfg: dict, device: torch.device) -> None:
+        if device.type == "mps":
+            raise ConfigError("generator=linear runs in float64, which MPS lacks: use device=cpu or device=cuda")
+        if get(cfg, "data.name") != "linear":
+            raise ConfigError(
+                f"data={get(cfg, 'data.name')} does not fit generator=linear: drop the data override "
+                "(generator=linear selects data=linear)"
+            )
+        vname = get(cfg, "verifier.name")
+        if vname not in VERIFIERS:
+            raise ConfigError(
+                f"verifier={vname} does not fit generator=linear: the linear generator works with "
+                f"verifier={'|'.join(VERIFIERS)} (verifier={vname} needs generator=vae)"
+            )
+        self.dim = require_int(cfg, "data.dim", 1)
+        self.n_real = require_int(cfg, "data.n_real", 1)
+        if self.n_real < self.dim:
+            raise ConfigError(f"data.n_real={self.n_real} is below data.dim={self.dim}: OLS on the real data needs n_real >= dim")
+        self.sigma = require_number(cfg, "data.noise_std", 0.0, lo_open=True)
+        theta_star = require_number(cfg, "data.theta_star")
+        self.design = require_choice(cfg, "generator.design", ("singular", "gaussian"))
+        self.policy = POLICIES[cfg["policy"]["name"]]
+        self.replicates = int(cfg["replicates"])
+        self.seed = int(cfg["seed"])
+        self.device = device
+        n = cfg["policy"].get("n_synthetic") or 100
+        self.n_synthetic = int(n)
+        self.growth = int(cfg["policy"].get("growth", 0))
+        self.max_factor = float(cfg["policy"].get("max_candidates_factor", 200))
+        if self.design == "gaussian" and not self.policy.with_real and self.n_synthetic < self.dim:
+            raise ConfigError(
+                f"policy.n_synthetic={self.n_synthetic} is too small: OLS on {self.dim}-dimensional Gaussian "
+                f"covariates needs at least data.dim={self.dim} samples; use policy.n_synthetic>={self.dim + 2}"
+            )
+
+        self.data = make_linear_data(self.dim, self.n_real, self.sigma, theta_star, self.replicates,
+                                     make_generator(self.seed, 0, "data")).to(device)
+        self.real = self.data.real
+
+        self.verifier_name = vname
+        self.verifier: CenterVerifier | None = None
+        self.radius = self.bias = None
+        self.reliability = 1.0
+        if vname != "none":
+            self.radius = require_number(cfg, "verifier.radius", 0.0, lo_open=True,
+                                         hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
+            self.reliability = require_number(cfg, "verifier.reliability", 0.0, 1.0)
+            self.bias = require_number(cfg, "verifier.bias") if vname == "noisy_oracle" else 0.0
+            u = unit_vector(self.dim, make_generator(self.seed, 0, "center")).to(device)
+            center = self.data.theta_star + self.bias * u
+            self.verifier = CenterVerifier(center, self.radius, self.sigma, self.reliability)
+
+    # ----- the loop's interface -------------------------------------------------------------
+    def quota(self, generation: int) -> int:
+        """Synthetic samples per direction (singular) or per chain (gaussian) for this generation."""
+        return self.n_synthetic + self.growth * (generation - 1)
+
+    def new_generator(self, generation: int) -> LinearGenerator:
+        return LinearGenerator(self.data.directions, self.sigma, self.replicates, self.design)
+
+    def prepare_verifier(self, model: LinearGenerator, generation: int) -> None:
+        """Linear verifiers do not train."""
+
+    def draw(self, model: LinearGenerator, generation: int, rng: torch.Generator, rng_verify: torch.Generator) -> tuple[Batch, Collected]:
+        """This generation's synthetic set: x [R, K, d], y [R, K], plus draw statistics."""
+        n = self.quota(generation)
+        quota = torch.full((self.replicates, model.n_groups), n, dtype=torch.long, device=self.device)
+        filtered = self.policy.filtered and self.verifier is not None
+        hint = "Use a larger verifier.radius (a wider acceptance band accepts more candidates)."
+        col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
+                      quota, rng, max_factor=self.max_factor, hint=hint)
+        if not filtered and self.verifier is not None:  # unfiltered policies still report what a verifier would keep
+            acc = self.verifier(col.x, col.y, rng_verify)
+            col.accepted = acc.sum(1)
+            col.proposed = torch.full_like(col.accepted, col.y.shape[1])
+            col.first_mask = acc[0]
+            col.first_x, col.first_y = col.x[0], col.y[0]
+        return Batch(col.x, col.y), col
+
+    def evaluate(self, model: LinearGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
+        err = (model.theta - self.data.theta_star).pow(2).sum(-1)
+        row: dict[str, float | None] = {}
+        row["param_error"], row["param_error_se"] = _mean_se(err)
+        if self.verifier is not None:
+            cerr = (model.theta - self.verifier.center).pow(2).sum(-1)
+            row["center_error"], row["center_error_se"] = _mean_se(cerr)
+        row["theory_param_error"] = self.theory_param_error(generation)
+        return row
+
+    # ----- theory --------------------------------------------------------------------------
+    @property
+    def _mu(self):
+        return self.data.singular_values.cpu().numpy()
+
+    def _offsets(self):
+        d = (self.verifier.center - self.data.theta_star) @ self.data.directions.T
+        return d.cpu().numpy()
+
+    def theory_param_error(self, generation: int) -> float | None:
+        """The closed-form E||theta_t - theta*||^2 where one applies, else None."""
+        base = theory.real_only_risk(self._mu, self.sigma)
+        if generation == 0:
+            return base
+        unfiltered = (not self.policy.filtered) or self.verifier is None
+        if self.policy.with_real or self.growth:
+            return None
+        if unfiltered:
+            return base + generation * theory.replace_growth(self.dim, self.n_synthetic, self.sigma, self.design)
+        if generation == 1 and self.design == "singular" and self.reliability == 1.0:
+            return theory.one_round_risk(self._mu, self._offsets(), self.radius, self.sigma, self.n_synthetic)
+        return None
+
+    def summary_extras(self) -> dict:
+        out: dict = {"theory_real_only_param_error": theory.real_only_risk(self._mu, self.sigma)}
+        if (self.verifier is not None and self.policy.filtered and not self.policy.with_real
+                and self.design == "singular" and self.reliability == 1.0 and not self.growth):
+            dist = float((self.verifier.center - self.data.theta_star).pow(2).sum())
+            out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
+            out["theory_stationary_param_error"] = theory.stationary_risk(dist, self.dim, self.radius, self.sigma,
+                                                                          self.n_synthetic)
+            out["theory_one_round_param_error"] = self.theory_param_error(1)
+        return out
+
+    # ----- state and pictures --------------------------------------------------------------
+    def verifier_state(self) -> dict | None:
+        return None if self.verifier is None else self.verifier.state_dict()
+
+    def load_verifier_state(self, state: dict | None) -> None:
+        if state is not None and self.verifier is not None:
+            self.verifier.load_state_dict(state)
+
+    def pack_synthetic(self, batch: Batch) -> dict:
+        return {"x": batch.x.cpu(), "y": batch.y.cpu()}
+
+    def unpack_synthetic(self, state: dict) -> Batch:
+        return Batch(state["x"].to(self.device, DTYPE), state["y"].to(self.device, DTYPE))
+
+    def figure(self, model: LinearGenerator, generation: int, col: Collected | None):
+        """Fit plot of chain 0: candidates (accepted vs rejected) and theta_t beside theta*, theta_c."""
+        fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
+        ts = self.data.theta_star
+        if col is None:
+            x, y = self.real.x[0], self.real.y[0]
+            ax0.scatter((x @ ts).cpu().numpy(), y.cpu().numpy(), s=8, c="tab:blue", label="real data")
+        else:
+            x, y, acc = col.first_x, col.first_y, col.first_mask.bool()
+            t = (x @ ts).cpu().numpy()
+            ax0.scatter(t[~acc.cpu().numpy()], y[~acc].cpu().numpy(), s=4, c="tab:red", alpha=0.4, label="rejected")
+            ax0.scatter(t[acc.cpu().numpy()], y[acc].cpu().numpy(), s=4, c="tab:green", alpha=0.4, label="accepted")
+        lim = [float((x @ ts).min()), float((x @ ts).max())]
+        ax0.plot(lim, lim, "k-", lw=1, label="x^T theta*")
+        ax0.set_xlabel("x^T theta*")
+        ax0.set_ylabel("y")
+        ax0.set_title(f"generation {generation}: {'real data' if col is None else 'candidates'} (chain 0)")
+        ax0.legend(fontsize=8)
+        idx = np.arange(self.dim)
+        ax1.bar(idx - 0.2, model.theta[0].cpu().numpy(), width=0.4, label="theta_t (chain 0)")
+        ax1.scatter(idx, ts.cpu().numpy(), c="k", marker="_", s=200, label="theta*")
+        if self.verifier is not None:
+            ax1.scatter(idx + 0.2, self.verifier.center.cpu().numpy(), c="tab:orange", marker="x", label="theta_c")
+        ax1.set_xlabel("coordinate")
+        ax1.set_title("fit")
+        ax1.legend(fontsize=8)
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.2)
+        return fig
+
+    def save_samples(self, path: Path, model: LinearGenerator, generation: int, col: Collected | None, tb) -> None:
+        """gen_NNN/samples.png and the same picture in TensorBoard (rendered once)."""
+        fig = self.figure(model, generation, col)
+        tb.log_image("samples", save_figure(fig, path), generation)

@@ -1,0 +1,90 @@
+"""Closed-form predictions for verified retraining in linear regression (PAPER.md, sections 2-4).
+
+Notation: sigma is the label noise, sigma_c = sigma * sqrt(2/pi) the verifier's slack, r its radius.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import ndtr
+
+SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def _phi(t: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * t * t) / np.sqrt(2.0 * np.pi)
+
+
+def truncated_normal_moments(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m1, m2, m3) of N(0,1) truncated to [a, b]: mean, variance and m3 = -2 * lambda (PAPER.md)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    pa, pb = _phi(a), _phi(b)
+    P = ndtr(b) - ndtr(a)
+    m1 = (pa - pb) / P
+    m2 = 1.0 + (a * pa - b * pb) / P - m1**2
+    lam = ((b**2 - 1) * pb - (a**2 - 1) * pa) / (2 * P) + 3 * (pb - pa) * (b * pb - a * pa) / (2 * P**2) + (
+        pb - pa
+    ) ** 3 / P**3
+    return m1, m2, -2.0 * lam
+
+
+def _window(radius: float, sigma: float) -> float:
+    """Half-width of the acceptance window in units of sigma: (r + sigma_c) / sigma."""
+    return (float(radius) + sigma * SQRT_2_OVER_PI) / sigma
+
+
+def one_round_risk(
+    singular_values: ArrayLike,
+    center_offsets: ArrayLike,
+    radius: float,
+    sigma: float = 1.0,
+    n_accept: int = 100,
+) -> float:
+    """Predicted E||theta_1 - theta*||^2 after one verified round on the singular design.
+
+    ``singular_values[j]`` = mu_j of the real design, ``center_offsets[j]`` = v_j^T (theta_c - theta*).
+    A radius of ``inf`` means no filtering (every candidate accepted).
+    """
+    mu = np.asarray(singular_values, dtype=np.float64)
+    delta = np.broadcast_to(np.asarray(center_offsets, dtype=np.float64), mu.shape)
+    if np.isinf(radius):
+        m1, m2, m3 = np.zeros_like(mu), np.ones_like(mu), np.zeros_like(mu)
+    else:
+        w = _window(radius, sigma)
+        m1, m2, m3 = truncated_normal_moments(delta / sigma - w, delta / sigma + w)
+    per_dir = sigma**2 * (m2 / n_accept + m1**2 + (m2**2 + m3 * m1) / mu**2)
+    return float(per_dir.sum())
+
+
+def real_only_risk(singular_values: ArrayLike, sigma: float = 1.0) -> float:
+    """E||theta_0 - theta*||^2 of OLS on the real design: sigma^2 * sum_j mu_j^-2."""
+    mu = np.asarray(singular_values, dtype=np.float64)
+    return float(sigma**2 * np.sum(mu**-2.0))
+
+
+def contraction_factor(radius: float, sigma: float = 1.0) -> float:
+    """m2*: variance of N(0,1) truncated to [-w, w], w = (r + sigma_c)/sigma; the per-round contraction."""
+    w = _window(radius, sigma)
+    return float(truncated_normal_moments(-w, w)[1])
+
+
+def stationary_risk(
+    center_distance_sq: float, dim: int, radius: float, sigma: float = 1.0, n_accept: int = 100
+) -> float:
+    """Long-run E||theta_t - theta*||^2 ~ ||theta_c - theta*||^2 + d sigma^2 m2* / (n (1 - m2*^2))."""
+    m2s = contraction_factor(radius, sigma)
+    return float(center_distance_sq + dim * sigma**2 * m2s / (n_accept * (1.0 - m2s**2)))
+
+
+def replace_growth(dim: int, n_synthetic: int, sigma: float = 1.0, design: str = "singular") -> float:
+    """Expected increase of E||theta_t - theta*||^2 per unfiltered `replace` generation.
+
+    Singular design: d sigma^2 / n (n per direction). Gaussian design with n pairs in total:
+    sigma^2 E tr((X^T X)^-1) = d sigma^2 / (n - d - 1) (inverse-Wishart mean; needs n > d + 1).
+    """
+    if design == "singular":
+        return dim * sigma**2 / n_synthetic
+    if n_synthetic <= dim + 1:
+        return float("inf")
+    return dim * sigma**2 / (n_synthetic - dim - 1)

@@ -1,0 +1,1 @@
+"""Verifiers: accept or reject candidate samples."""

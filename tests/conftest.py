@@ -1,0 +1,54 @@
+"""Shared helpers: compose configs the way train.py does, and run the loop in a temp dir."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose_cfg(overrides: list[str]) -> dict:
+    """The composed config as a plain dict (what train.py hands to collapselab.loop.run)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_cfg(overrides: list[str], run_dir: Path) -> list[dict]:
+    """Compose and run in-process; returns the metrics rows."""
+    from collapselab.loop import run
+
+    run(compose_cfg(overrides + ["progress=false"]), run_dir)
+    return read_rows(run_dir)
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def strip_wall(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def train_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), *overrides]
+
+
+def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run train.py as a user would (in a subprocess, from the repo root)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(train_cmd(*overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+@pytest.fixture
+def tmp_run(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,52 @@
+"""Every option of every config group composes, and runs one generation (or says why it cannot)."""
+from pathlib import Path
+
+import pytest
+
+from collapselab.errors import ConfigError
+
+from .conftest import CONF, compose_cfg, run_cfg
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+LINEAR_VERIFIERS = {"none", "oracle", "noisy_oracle"}
+
+
+def test_groups_are_complete():
+    assert {"linear"} <= set(options("generator"))
+    assert {"none", "oracle", "noisy_oracle"} <= set(options("verifier"))
+    assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate"}
+
+
+@pytest.mark.parametrize("design", ["singular", "gaussian"])
+@pytest.mark.parametrize("policy", options("policy"))
+@pytest.mark.parametrize("verifier", options("verifier"))
+def test_linear_compositions_run_one_generation(tmp_path: Path, verifier, policy, design):
+    args = ["generator=linear", f"verifier={verifier}", f"policy={policy}", f"generator.design={design}",
+            "generations=1", "replicates=4", "samples_every=0"]
+    if verifier not in LINEAR_VERIFIERS:
+        with pytest.raises(ConfigError, match=f"verifier={verifier} does not fit generator=linear"):
+            run_cfg(args, tmp_path)
+        return
+    rows = run_cfg(args, tmp_path)
+    assert [r["generation"] for r in rows] == [0, 1]
+    assert rows[1]["param_error"] > 0
+    n = 800 if design == "singular" else 100
+    expected = n + (100 if policy in ("accumulate", "verify_accumulate") else 0)
+    assert rows[1]["n_train"] == expected
+
+
+def test_generator_linear_selects_its_data_and_verifier():
+    cfg = compose_cfg(["generator=linear"])
+    assert cfg["data"]["name"] == "linear" and cfg["data"]["dim"] == 8 and cfg["data"]["n_real"] == 100
+    assert cfg["verifier"]["name"] == "noisy_oracle" and cfg["verifier"]["bias"] == 0.3
+    assert compose_cfg(["generator=linear", "verifier=oracle"])["verifier"]["name"] == "oracle"
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_composes(experiment):
+    cfg = compose_cfg([f"experiment={experiment}"])
+    assert cfg["generator"]["name"] in ("linear", "vae")

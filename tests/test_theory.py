@@ -1,0 +1,67 @@
+"""Closed-form theory against exact numerical integration and scipy."""
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.stats import norm, truncnorm
+
+from collapselab import theory
+
+
+def exact_one_direction(mu: float, delta: float, r: float, sigma: float = 1.0, n: int = 100) -> float:
+    """E over the generation-0 error e ~ N(0, sigma^2/mu^2) of the exact one-round squared error."""
+    w = r + sigma * np.sqrt(2 / np.pi)
+    s0 = sigma / mu
+
+    def integrand(e: float) -> float:
+        a, b = (delta - w - e) / sigma, (delta + w - e) / sigma
+        m, v = truncnorm.stats(a, b, moments="mv")
+        return ((e + sigma * m) ** 2 + sigma**2 * v / n) * norm.pdf(e, scale=s0)
+
+    return integrate.quad(integrand, -8 * s0, 8 * s0, epsabs=1e-12, limit=200)[0]
+
+
+def test_truncated_moments_match_scipy():
+    for a, b in [(-0.3, 1.2), (-2.0, 0.5), (0.1, 3.0), (-0.9, 0.9)]:
+        m1, m2, m3 = theory.truncated_normal_moments(a, b)
+        mean, var, skew = truncnorm.stats(a, b, moments="mvs")
+        assert m1 == pytest.approx(float(mean), rel=1e-9, abs=1e-12)
+        assert m2 == pytest.approx(float(var), rel=1e-9)
+        assert m3 == pytest.approx(float(skew) * float(var) ** 1.5, rel=1e-7, abs=1e-12)
+
+
+def test_paper_reference_value():
+    assert theory.one_round_risk([5.0], [0.6], 0.3) == pytest.approx(0.16795, abs=2e-5)
+    assert theory.one_round_risk([5.0], [0.0], 0.05) == pytest.approx(0.00407, abs=2e-5)
+
+
+@pytest.mark.parametrize("mu,delta,r", [(5.0, 0.6, 0.3), (5.0, 0.0, 0.05), (8.0, 0.3, 0.1), (12.0, -0.4, 0.5),
+                                         (10.0, 0.2, 0.01)])
+def test_one_round_within_one_percent_of_integration(mu, delta, r):
+    approx = theory.one_round_risk([mu], [delta], r)
+    exact = exact_one_direction(mu, delta, r)
+    assert approx == pytest.approx(exact, rel=0.01)
+
+
+def test_one_round_sums_directions():
+    mu, off = np.array([5.0, 9.0, 11.0]), np.array([0.1, -0.2, 0.3])
+    total = theory.one_round_risk(mu, off, 0.2)
+    parts = sum(theory.one_round_risk([m], [o], 0.2) for m, o in zip(mu, off))
+    assert total == pytest.approx(parts, rel=1e-12)
+
+
+def test_contraction_and_stationary_values():
+    assert theory.contraction_factor(0.1) == pytest.approx(0.241, abs=5e-4)
+    assert theory.contraction_factor(0.5) == pytest.approx(0.446, abs=5e-4)
+    assert theory.contraction_factor(2.0) == pytest.approx(0.955, abs=5e-4)
+    m2 = theory.contraction_factor(0.1)
+    assert theory.stationary_risk(0.09, 8, 0.1) == pytest.approx(0.09 + 8 * m2 / (100 * (1 - m2**2)), rel=1e-12)
+    assert theory.stationary_risk(0.0, 8, 0.1) == pytest.approx(0.0205, abs=5e-4)
+
+
+def test_no_filter_limit_is_fresh_noise_plus_real_error():
+    mu = np.array([4.0, 7.0])
+    assert theory.one_round_risk(mu, [0.0, 0.0], float("inf"), n_accept=50) == pytest.approx(
+        2 / 50 + np.sum(mu**-2.0), rel=1e-12)
+    assert theory.real_only_risk(mu) == pytest.approx(np.sum(mu**-2.0))
+    assert theory.replace_growth(8, 100) == pytest.approx(0.08)
+    assert theory.replace_growth(8, 100, design="gaussian") == pytest.approx(8 / 91)

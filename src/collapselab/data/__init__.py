@@ -1,0 +1,1 @@
+"""Real data sources: the linear-regression design and MNIST."""

@@ -113,7 +113,9 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             fit_stats = model.fit(train, rng["train"])
             metrics = task.evaluate(model, t, rng["eval"])
             row = {"generation": t, "n_train": len(train),
-                   "accept_rate": None if col is None else float(col.accept_rate.mean())}
+                   "accept_rate": None if col is None or col.accepted is None else float(col.accept_rate.mean())}
+            if col is not None and col.extra:
+                row.update(col.extra)
             row.update(metrics)
             row.update(fit_stats)
             row["wall_s"] = time.perf_counter() - t0

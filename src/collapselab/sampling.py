@@ -22,10 +22,11 @@ class Collected:
     x: Tensor  # [R, K, *feat] with K = sum of quotas of one chain
     y: Tensor  # [R, K]
     proposed: Tensor  # [R] candidates drawn per chain
-    accepted: Tensor  # [R] candidates the verifier accepted per chain (beyond quota included)
+    accepted: Tensor | None  # [R] candidates the verifier accepted per chain (beyond quota); None: no rate
     first_x: Tensor  # the first round's candidates of chain 0, [G*m, *feat]
     first_y: Tensor
     first_mask: Tensor  # the verifier's verdicts on them
+    extra: dict | None = None  # task metrics about the draw (e.g. verifier_agreement), merged into the row
 
     @property
     def accept_rate(self) -> Tensor:

@@ -1,0 +1,192 @@
+"""(C)VAE on binary MNIST: the paper's conv architecture (or an MLP), early stopping on a held-out split."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..batch import Batch
+from ..errors import RunError
+
+log = logging.getLogger(__name__)
+
+
+class ConvEncoder(nn.Module):
+    """Conv(1->32,k4,s2,p1)+GELU, Conv(32->64,k4,s2,p1)+GELU, flatten, [+ one-hot], Linear -> (mu, logvar)."""
+
+    def __init__(self, latent_dim: int, n_cond: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.GELU(), nn.Conv2d(32, 64, 4, 2, 1), nn.GELU(),
+                                  nn.Flatten())
+        self.head = nn.Linear(64 * 7 * 7 + n_cond, 2 * latent_dim)
+
+    def forward(self, x: Tensor, c: Tensor | None) -> Tensor:
+        h = self.conv(x)
+        return self.head(h if c is None else torch.cat([h, c], 1))
+
+
+class ConvDecoder(nn.Module):
+    """[z + one-hot] -> Linear -> 64x7x7 -> ConvT(64->32,k4,s2,p1)+GELU -> ConvT(32->1,k4,s2,p1): logits."""
+
+    def __init__(self, latent_dim: int, n_cond: int) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(latent_dim + n_cond, 64 * 7 * 7), nn.GELU())
+        self.deconv = nn.Sequential(nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.GELU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+
+    def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
+        h = self.fc(z if c is None else torch.cat([z, c], 1))
+        return self.deconv(h.view(-1, 64, 7, 7))
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, latent_dim: int, n_cond: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(784 + n_cond, 512), nn.GELU(), nn.Linear(512, 256), nn.GELU(),
+                                 nn.Linear(256, 2 * latent_dim))
+
+    def forward(self, x: Tensor, c: Tensor | None) -> Tensor:
+        h = x.flatten(1)
+        return self.net(h if c is None else torch.cat([h, c], 1))
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, latent_dim: int, n_cond: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim + n_cond, 256), nn.GELU(), nn.Linear(256, 512), nn.GELU(),
+                                 nn.Linear(512, 784))
+
+    def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
+        return self.net(z if c is None else torch.cat([z, c], 1)).view(-1, 1, 28, 28)
+
+
+ARCHS = {"conv": (ConvEncoder, ConvDecoder), "mlp": (MLPEncoder, MLPDecoder)}
+
+
+class VAE(nn.Module):
+    """Bernoulli-likelihood VAE; conditional when ``conditional`` (one-hot label into encoder and decoder)."""
+
+    def __init__(self, arch: str = "conv", latent_dim: int = 20, conditional: bool = True) -> None:
+        super().__init__()
+        n_cond = 10 if conditional else 0
+        enc, dec = ARCHS[arch]
+        self.encoder, self.decoder = enc(latent_dim, n_cond), dec(latent_dim, n_cond)
+        self.latent_dim, self.conditional = latent_dim, conditional
+
+    def cond(self, y: Tensor) -> Tensor | None:
+        return F.one_hot(y, 10).float() if self.conditional else None
+
+    def nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None) -> Tensor:
+        """Per-sample negative ELBO [N] (nats): summed Bernoulli BCE + KL, one posterior sample."""
+        c = self.cond(y)
+        mu, logvar = self.encoder(x, c).chunk(2, dim=1)
+        eps = torch.randn(mu.shape, generator=rng, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * (0.5 * logvar).exp()
+        logits = self.decoder(z, c)
+        rec = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(1).sum(1)
+        kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).sum(1)
+        return rec + kl
+
+
+class VAEGenerator:
+    """fit / sample / propose for the (C)VAE; a fresh network every generation."""
+
+    def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
+                 epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, patience: int = 5,
+                 val_fraction: float = 0.1, bf16: bool = False, progress: bool = True) -> None:
+        self.device = device
+        self.model = VAE(arch, latent_dim, conditional).to(device)
+        self.conditional = conditional
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.patience, self.val_fraction = patience, val_fraction
+        self.amp = bf16 and device.type == "cuda"
+        self.progress = progress
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+
+    @torch.no_grad()
+    def batch_nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None, batch: int = 2000) -> Tensor:
+        """Per-sample NELBO [N] in eval mode, in large batches."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(y), batch):
+            with self._autocast():
+                out.append(self.model.nelbo(x[i:i + batch].to(self.device), y[i:i + batch].to(self.device), rng))
+        return torch.cat(out).float()
+
+    def fit(self, train: Batch, rng: torch.Generator) -> dict[str, float]:
+        """Adam on the training set; stop when the held-out NELBO has not improved for ``patience`` epochs."""
+        x, y = train.x.to(self.device), train.y.to(self.device)
+        n = len(y)
+        perm = torch.randperm(n, generator=rng, device=rng.device).to(self.device)
+        n_val = max(1, int(round(self.val_fraction * n))) if n >= 20 else 0
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        best, best_state, bad, epoch, tr_loss = math.inf, None, 0, 0, math.nan
+        bar = tqdm(range(self.epochs), desc="fit vae", leave=False, disable=not self.progress)
+        for epoch in bar:
+            self.model.train()
+            order = tr_idx[torch.randperm(len(tr_idx), generator=rng, device=rng.device).to(self.device)]
+            total = 0.0
+            for i in range(0, len(order), self.batch_size):
+                idx = order[i:i + self.batch_size]
+                with self._autocast():
+                    loss = self.model.nelbo(x[idx], y[idx], rng).mean()
+                if not torch.isfinite(loss):
+                    raise RunError(f"the VAE loss became {float(loss)} at epoch {epoch + 1}; lower generator.lr "
+                                   f"(now {self.lr}) or check the training data")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            tr_loss = total / max(len(order), 1)
+            if n_val == 0:
+                continue
+            val = float(self.batch_nelbo(x[val_idx], y[val_idx], rng).mean())
+            bar.set_postfix(train=f"{tr_loss:.1f}", val=f"{val:.1f}")
+            if val < best - 1e-3:
+                best, bad = val, 0
+                best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return {"train_nelbo": tr_loss, "val_nelbo": best, "epochs": epoch + 1}
+
+    @torch.no_grad()
+    def decode(self, y: Tensor, rng: torch.Generator, batch: int = 5000) -> Tensor:
+        """Binary images [N, 1, 28, 28] (Bernoulli draws from the decoder) for labels y [N]."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(y), batch):
+            yy = y[i:i + batch].to(self.device)
+            z = torch.randn(len(yy), self.model.latent_dim, generator=rng, device=self.device)
+            with self._autocast():
+                logits = self.model.decoder(z, self.model.cond(yy))
+            p = torch.sigmoid(logits.float())
+            out.append(torch.bernoulli(p, generator=rng))
+        return torch.cat(out)
+
+    def sample(self, n: int, rng: torch.Generator) -> Batch:
+        """n class-balanced samples (labels 0..9 in turn)."""
+        y = torch.arange(n, device=self.device) % 10
+        return Batch(self.decode(y, rng), y)
+
+    def propose(self, m: int, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """m candidates per class: x [1, 10, m, 1, 28, 28], y [1, 10, m]."""
+        y = torch.arange(10, device=self.device).repeat_interleave(m)
+        x = self.decode(y, rng)
+        return x.view(1, 10, m, 1, 28, 28), y.view(1, 10, m)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state)

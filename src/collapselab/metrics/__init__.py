@@ -1,0 +1,1 @@
+"""Metrics: feature FID, k-NN precision/recall, class statistics."""

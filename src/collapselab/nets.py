@@ -1,0 +1,159 @@
+"""Networks the project trains itself (no downloads): evaluator, judge and the classifier verifier.
+
+Each is trained on binarised real MNIST, cached on disk under <data.root>/nets keyed by its role,
+architecture, training size, seed, epochs and the data, and reports its test accuracy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_torch, save_torch
+from .data.mnist import MNIST, binarize, class_balanced_indices
+
+log = logging.getLogger(__name__)
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv blocks -> ``feat``-d features -> 10 logits."""
+
+    def __init__(self, widths: tuple[int, int, int] = (16, 32, 64), feat: int = 128) -> None:
+        super().__init__()
+        a, b, c = widths
+        self.body = nn.Sequential(
+            nn.Conv2d(1, a, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(b, c, 3, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(c * 7 * 7, feat), nn.ReLU(),
+        )
+        self.drop = nn.Dropout(0.25)
+        self.head = nn.Linear(feat, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x [N, 1, 28, 28] in {0, 1} -> [N, feat]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.drop(self.body(x)))
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """What identifies a cached network."""
+
+    role: str
+    widths: tuple[int, int, int]
+    feat: int
+    train_size: int
+    seed: int
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 128
+
+    def key(self, data_key: str) -> str:
+        blob = json.dumps({**asdict(self), "data": data_key, "v": 1}, sort_keys=True)
+        return f"{self.role}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+
+EVALUATOR = NetSpec("evaluator", (16, 32, 64), 128, 60000, seed=11, epochs=4)
+JUDGE = NetSpec("judge", (32, 64, 64), 256, 60000, seed=22, epochs=4)
+
+
+def classifier_spec(train_size: int) -> NetSpec:
+    """The classifier verifier: the evaluator's family, its own seed, ``train_size`` real images."""
+    return NetSpec("classifier", (16, 32, 64), 128, train_size, seed=33, epochs=4 if train_size >= 20000 else 10)
+
+
+@torch.no_grad()
+def accuracy(net: SmallCNN, x: Tensor, y: Tensor, device: torch.device, batch: int = 4000) -> float:
+    """Share of correct predictions; x uint8 [N, 28, 28]."""
+    net.eval()
+    correct = 0
+    for i in range(0, len(y), batch):
+        pred = net(binarize(x[i:i + batch]).to(device)).argmax(1)
+        correct += int((pred == y[i:i + batch].to(device)).sum())
+    return correct / len(y)
+
+
+def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool = True) -> tuple[SmallCNN, float]:
+    """Train from scratch (deterministic given the spec); returns the net and its test accuracy."""
+    g = torch.Generator().manual_seed(spec.seed)
+    torch.manual_seed(spec.seed)
+    net = SmallCNN(spec.widths, spec.feat).to(device)
+    n = min(spec.train_size, len(data.train_y))
+    idx = class_balanced_indices(data.train_y, n, g) if n < len(data.train_y) else torch.arange(n)
+    x, y = binarize(data.train_x[idx]).to(device), data.train_y[idx].to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+    steps = spec.epochs * ((n + spec.batch_size - 1) // spec.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr * 3, total_steps=steps)
+    bar = tqdm(total=steps, desc=f"train {spec.role} net", disable=not progress, leave=False)
+    for _ in range(spec.epochs):
+        net.train()
+        order = torch.randperm(n, generator=g).to(device)
+        for i in range(0, n, spec.batch_size):
+            b = order[i:i + spec.batch_size]
+            loss = F.cross_entropy(net(x[b]), y[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+    bar.close()
+    return net, accuracy(net, data.test_x, data.test_y, device)
+
+
+_MEMO: dict[str, tuple[SmallCNN, float]] = {}
+
+
+def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
+            progress: bool = True) -> tuple[SmallCNN, float]:
+    """The trained network for ``spec`` from memory, disk cache, or by training it (then cached)."""
+    key = spec.key(data.key)
+    if key in _MEMO:
+        net, acc = _MEMO[key]
+        return net.to(device), acc
+    path = Path(cache_dir) / f"{key}.pt"
+    net = SmallCNN(spec.widths, spec.feat)
+    if path.exists():
+        try:
+            blob = load_torch(path)
+            net.load_state_dict(blob["state"])
+            acc = float(blob["test_accuracy"])
+            log.info("%s network: cached %s, test accuracy %.4f", spec.role, path.name, acc)
+        except Exception as e:  # noqa: BLE001 - a corrupt cache entry is rebuilt, not fatal
+            log.warning("cached %s is unreadable (%s): training it again", path, e)
+            path.unlink()
+            return get_net(spec, data, cache_dir, device, progress)
+    else:
+        log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
+                 spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
+        net, acc = train_net(spec, data, device, progress)
+        save_torch({"state": {k: v.cpu() for k, v in net.state_dict().items()}, "test_accuracy": acc,
+                    "spec": json.dumps(asdict(spec))}, path)
+        log.info("%s network: test accuracy %.4f", spec.role, acc)
+    net = net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    _MEMO[key] = (net, acc)
+    return net, acc
+
+
+@torch.no_grad()
+def predict(net: SmallCNN, x: Tensor, batch: int = 5000) -> tuple[Tensor, Tensor]:
+    """(softmax probabilities [N, 10], features [N, feat]) for binary images x [N, 1, 28, 28]."""
+    net.eval()
+    probs, feats = [], []
+    dev = next(net.parameters()).device
+    for i in range(0, len(x), batch):
+        f = net.features(x[i:i + batch].to(dev))
+        feats.append(f)
+        probs.append(net.head(f).softmax(1))
+    return torch.cat(probs), torch.cat(feats)

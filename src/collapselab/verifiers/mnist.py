@@ -1,0 +1,139 @@
+"""Verifiers for MNIST: a classifier, the judge (oracle / noisy oracle), and a real-vs-synthetic discriminator.
+
+Two modes: a *threshold* verifier gives a verdict per candidate (the loop draws until enough are
+accepted); a *ranking* verifier scores a pool and keeps the per-class top ``keep_fraction``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..nets import SmallCNN, predict
+from .base import apply_reliability
+
+log = logging.getLogger(__name__)
+
+
+def label_scores(net: SmallCNN, x: Tensor, y: Tensor, conditional: bool) -> Tensor:
+    """p(y | x) under ``net`` for the conditioning label, or max_c p(c | x) when unconditional; [N]."""
+    probs, _ = predict(net, x)
+    if conditional:
+        return probs.gather(1, y.to(probs.device).view(-1, 1)).squeeze(1)
+    return probs.max(1).values
+
+
+class ClassifierVerifier:
+    """Accept iff the classifier's score >= ``threshold``; with ``keep_fraction`` rank instead."""
+
+    def __init__(self, net: SmallCNN, conditional: bool, threshold: float = 0.9,
+                 keep_fraction: float | None = None) -> None:
+        self.net, self.conditional = net, conditional
+        self.threshold, self.keep_fraction = threshold, keep_fraction
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor:
+        return label_scores(self.net, x, y, self.conditional)
+
+    def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
+        """x [N, 1, 28, 28], y [N] -> bool [N]."""
+        return self.score(x, y) >= self.threshold
+
+
+class JudgeVerifier:
+    """The oracle: the judge network accepts iff p_judge(label | x) >= threshold; rho adds coin flips."""
+
+    def __init__(self, judge: SmallCNN, conditional: bool, threshold: float = 0.5, reliability: float = 1.0) -> None:
+        self.judge, self.conditional = judge, conditional
+        self.threshold, self.reliability = threshold, reliability
+        self.keep_fraction = None
+
+    def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
+        own = label_scores(self.judge, x, y, self.conditional) >= self.threshold
+        return apply_reliability(own, self.reliability, rng)
+
+
+class DiscriminatorMLP(nn.Module):
+    """The paper's real-vs-synthetic MLP: 784-512-256-128-64-1, LeakyReLU(0.2); outputs a logit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        dims = [784, 512, 256, 128, 64]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        layers.append(nn.Linear(dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(1)
+
+
+class DiscriminatorVerifier:
+    """Trained on real vs current samples; ranks candidates by logit and keeps the per-class top fraction."""
+
+    def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
+                 lr: float = 1e-3, progress: bool = True) -> None:
+        self.device, self.keep_fraction = device, keep_fraction
+        self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
+        self.net: DiscriminatorMLP | None = None
+        self.fit_stats: dict[str, float] = {}
+
+    def fit(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> dict[str, float]:
+        """real, fake: binary [N, 1, 28, 28]; trains a fresh MLP (BCE on logits), holds out 10% for accuracy."""
+        self.net = DiscriminatorMLP().to(self.device)
+        x = torch.cat([real, fake]).to(self.device)
+        t = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).to(self.device)
+        perm = torch.randperm(len(t), generator=rng, device=rng.device).to(self.device)
+        n_val = max(1, len(t) // 10)
+        val, tr = perm[:n_val], perm[n_val:]
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        bar = tqdm(range(self.epochs), desc="fit discriminator", leave=False, disable=not self.progress)
+        for _ in bar:
+            self.net.train()
+            order = tr[torch.randperm(len(tr), generator=rng, device=rng.device).to(self.device)]
+            for i in range(0, len(order), self.batch_size):
+                b = order[i:i + self.batch_size]
+                loss = F.binary_cross_entropy_with_logits(self.net(x[b]), t[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.net.eval()
+        with torch.no_grad():
+            acc = float(((self.logits(x[val]) > 0).float() == t[val]).float().mean())
+        self.fit_stats = {"discriminator_accuracy": acc}
+        log.info("discriminator: held-out real-vs-synthetic accuracy %.3f", acc)
+        return self.fit_stats
+
+    @torch.no_grad()
+    def logits(self, x: Tensor, batch: int = 8192) -> Tensor:
+        return torch.cat([self.net(x[i:i + batch].to(self.device)) for i in range(0, len(x), batch)])
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor:
+        """The logit (not the sigmoid: sigmoids saturate and ties would break the ranking)."""
+        return self.logits(x)
+
+    def state_dict(self) -> dict | None:
+        return None if self.net is None else {k: v.cpu() for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is not None:
+            self.net = DiscriminatorMLP().to(self.device)
+            self.net.load_state_dict(state)
+            self.net.eval()
+
+
+def rank_select(scores: Tensor, quota: Tensor) -> Tensor:
+    """scores [G, M] -> bool [G, M] selecting the top quota[g] of each row (ties broken by position)."""
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
+    return ranks < quota.view(-1, 1)
+
+
+def pool_size(quota: int, keep_fraction: float) -> int:
+    """Candidates to draw per class so that the top ``keep_fraction`` holds ``quota``."""
+    return int(math.ceil(quota / keep_fraction - 1e-9))

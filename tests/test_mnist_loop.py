@@ -1,0 +1,114 @@
+"""The MNIST study end to end on tiny fake data (fast), and on real MNIST as CI runs it (slow)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from collapselab.errors import ConfigError
+
+from .conftest import ROOT, compose_cfg, read_rows, run_cfg, run_train, strip_wall
+from .test_compose import options
+
+
+@pytest.fixture(scope="session")
+def fake_root(tmp_path_factory) -> Path:
+    """One data root for the session so the fake evaluator/judge/classifier nets train once."""
+    return tmp_path_factory.mktemp("fake_mnist_root")
+
+
+def tiny(root: Path) -> list[str]:
+    return ["generator=vae", "data.source=fake", f"data.root={root}", "data.n_real=100", "data.eval_samples=300",
+            "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1",
+            "progress=false"]
+
+
+def permissive(verifier: str) -> list[str]:
+    """Verifier settings that accept enough from a barely trained VAE (this test is about composition)."""
+    if verifier in ("classifier", "oracle", "noisy_oracle"):
+        extra = ["verifier.threshold=0.0"]
+        return extra + (["verifier.train_size=500"] if verifier == "classifier" else [])
+    if verifier == "discriminator":
+        return ["verifier.train_size=300", "verifier.epochs=1"]
+    return []
+
+
+@pytest.mark.parametrize("policy", options("policy"))
+@pytest.mark.parametrize("verifier", options("verifier"))
+def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, policy):
+    rows = run_cfg(tiny(fake_root) + [f"verifier={verifier}", f"policy={policy}", "generations=1"]
+                   + permissive(verifier), tmp_path)
+    assert [r["generation"] for r in rows] == [0, 1]
+    g1 = rows[1]
+    for k in ("fid", "precision", "recall", "label_accuracy", "class_entropy", "test_nelbo", "verifier_agreement"):
+        assert g1[k] is not None, k
+    assert 0 <= g1["class_entropy"] <= 2.3026
+    n = 100 + (100 if policy in ("accumulate", "verify_accumulate") else 0)
+    assert g1["n_train"] == n
+    assert (tmp_path / "gen_001" / "samples.png").exists()
+    if verifier != "none" and policy.startswith("verify"):
+        assert (tmp_path / "gen_001" / "verdicts.png").exists()
+
+
+@pytest.mark.parametrize("override", ["generator.arch=mlp", "generator.conditional=false", "policy.growth=50"])
+def test_vae_options(tmp_path, fake_root, override):
+    rows = run_cfg(tiny(fake_root) + ["verifier=oracle", "verifier.threshold=0.0", "generations=2", override],
+                   tmp_path)
+    assert len(rows) == 3
+    if override == "generator.conditional=false":
+        assert rows[1]["label_accuracy"] is None
+    if override == "policy.growth=50":
+        assert [r["n_train"] for r in rows[1:]] == [100, 150]
+
+
+def test_keep_fraction_ranks_and_keeps_exactly_the_quota(tmp_path, fake_root):
+    rows = run_cfg(tiny(fake_root) + ["verifier=classifier", "verifier.keep_fraction=0.25",
+                                      "verifier.train_size=500", "generations=1"], tmp_path)
+    assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01)
+    assert rows[1]["n_train"] == 100
+
+
+def test_vae_resume_equals_uninterrupted(tmp_path, fake_root):
+    args = tiny(fake_root) + ["verifier=discriminator", "verifier.refit=once", "verifier.train_size=300",
+                              "verifier.epochs=1", "policy=verify_accumulate"]
+    full = run_cfg(args + ["generations=3"], tmp_path / "full")
+    run_cfg(args + ["generations=1"], tmp_path / "part")
+    part = run_cfg(args + ["generations=3"], tmp_path / "part")
+    assert strip_wall(part) == strip_wall(full)
+
+
+def test_vae_bad_input(tmp_path, fake_root):
+    with pytest.raises(ConfigError, match=r"replicates=3: replicate chains are for generator=linear"):
+        run_cfg(tiny(fake_root) + ["replicates=3"], tmp_path)
+    with pytest.raises(ConfigError, match=r"verifier\.keep_fraction=0 is invalid"):
+        run_cfg(tiny(fake_root) + ["verifier=classifier", "verifier.keep_fraction=0"], tmp_path)
+    with pytest.raises(ConfigError, match=r"verifier\.train_size=70000 exceeds"):
+        run_cfg(tiny(fake_root) + ["verifier=classifier", "verifier.train_size=70000"], tmp_path)
+    with pytest.raises(ConfigError, match=r"verifier\.refit='sometimes' is invalid"):
+        run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.refit=sometimes"], tmp_path)
+    with pytest.raises(ConfigError, match=r"generator\.arch='resnet' is invalid"):
+        run_cfg(tiny(fake_root) + ["generator.arch=resnet"], tmp_path)
+
+
+def test_default_config_is_the_mnist_study():
+    cfg = compose_cfg([])
+    assert cfg["generator"]["name"] == "vae" and cfg["generator"]["conditional"] is True
+    assert cfg["verifier"]["name"] == "classifier" and cfg["policy"]["name"] == "verify"
+    assert cfg["data"]["n_real"] == 500 and cfg["replicates"] == 1
+
+
+@pytest.mark.slow
+def test_real_mnist_path_as_ci_runs_it(tmp_path):
+    """train.py on real MNIST (fetched offline if absent), with the real evaluator/judge/classifier nets."""
+    run_dir = tmp_path / "run"
+    p = run_train("verifier=classifier", "generations=1", "policy.n_synthetic=500", "data.eval_samples=2000",
+                  "data.pr_samples=1000", "generator.epochs=5", f"hydra.run.dir={run_dir}", "progress=false",
+                  timeout=3000)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    rows = read_rows(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["evaluator_test_accuracy"] >= 0.99
+    assert summary["judge_test_accuracy"] >= 0.99
+    assert summary["classifier_test_accuracy"] >= 0.98
+    assert 0 < summary["fid_real_floor"] < rows[0]["fid"]
+    assert rows[1]["accept_rate"] is not None and rows[1]["label_accuracy"] > 0.5
+    assert (ROOT / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()

@@ -251,7 +251,7 @@ def load_mnist(root: str | Path, source: str = "auto") -> MNIST:
 
 
 @lru_cache(maxsize=2)
-def fake_mnist(n_train: int = 3000, n_test: int = 1000, seed: int = 0) -> MNIST:
+def fake_mnist(n_train: int = 3000, n_test: int = 500, seed: int = 0) -> MNIST:
     """Tiny procedural digit-like data for tests and smoke runs: class c is a bar/blob pattern + noise."""
     g = torch.Generator().manual_seed(seed)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -20,13 +21,21 @@ log = logging.getLogger("collapselab")
 def main(cfg: DictConfig) -> dict | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    error_file = run_dir / "error.txt"
     try:
-        return run(OmegaConf.to_container(cfg, resolve=True), run_dir)
-    except CollapseLabError as e:
-        log.error("%s", e)
+        out = run(OmegaConf.to_container(cfg, resolve=True), run_dir)
+        error_file.unlink(missing_ok=True)
+        return out
+    except Exception as e:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
         if hc.mode == RunMode.MULTIRUN:
+            log.error("%s (details in %s)", e, error_file)
             raise  # the launcher records the failure; the other jobs go on
-        sys.exit(2)
+        if isinstance(e, CollapseLabError):
+            log.error("%s", e)
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     validate_common(cfg)
     policy = _policy(cfg)
+    done = _finished_generations(run_dir)
+    if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
+        _check_stored_config(run_dir, cfg, len(done))
+        log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
+        log.info("\n%s", format_table(done, tuple(k for k in done[-1] if k not in ("generation", "wall_s"))[:8]))
+        return done[-1]
     device = resolve_device(cfg.get("device", "auto"))
     log.info("device: %s", device)
     task = build_task(cfg, device)

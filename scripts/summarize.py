@@ -1,0 +1,163 @@
+"""Summarise a multirun sweep: CSV of every job and generation, seed aggregates (CSV + Markdown), plots.
+
+    python scripts/summarize.py SWEEP_DIR                         # headline metrics of the sweep's generator
+    python scripts/summarize.py SWEEP_DIR --metrics fid test_nelbo
+    python scripts/summarize.py SWEEP_DIR --heatmap verifier.radius verifier.bias   # one-round gain map (linear)
+
+Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
+columns), aggregate.csv and aggregate.md (mean and 95% t-interval across seeds per setting), and
+<metric>.png (metric against generation, one line per setting with its band; for linear sweeps the
+theory's stationary level and one-round prediction drawn on top). Failed and unfinished jobs are
+listed, not fatal.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from collapselab.sweeps import Job, aggregate, find_jobs, long_rows  # noqa: E402
+
+log = logging.getLogger("summarize")
+LINEAR = ["param_error", "center_error", "accept_rate"]
+VAE = ["fid", "test_nelbo", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate"]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def fmt(v: float) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+
+def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, series) in enumerate(sorted(agg.items())):
+        c = colors[i % len(colors)]
+        g = [s["generation"] for s in series]
+        ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
+        ax.fill_between(g, [s["low"] for s in series], [s["high"] for s in series], color=c, alpha=0.2, lw=0)
+        if metric == "param_error":  # theory overlay of the linear study
+            summ = [j.summary for j in jobs if j.label == label and j.summary]
+            stat = [s["theory_stationary_param_error"] for s in summ if s.get("theory_stationary_param_error")]
+            one = [s["theory_one_round_param_error"] for s in summ if s.get("theory_one_round_param_error")]
+            if stat:
+                ax.axhline(float(np.mean(stat)), color=c, ls="--", lw=1)
+            if one:
+                ax.plot([1], [float(np.mean(one))], marker="*", ms=12, color=c, mec="k")
+    if metric == "param_error" and any(j.summary.get("theory_stationary_param_error") for j in jobs):
+        ax.plot([], [], "k--", lw=1, label="theory: stationary level")
+        ax.plot([], [], "k*", ms=10, label="theory: one round")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean and 95% interval across seeds")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def heatmap(jobs: list[Job], xkey: str, ykey: str, path: Path) -> None:
+    """One-round gain 0.5 ln(error_0 / error_1): Monte Carlo (param_error) beside theory (theory_param_error)."""
+    cells: dict[tuple[float, float], list[tuple[float, float]]] = {}
+    for j in jobs:
+        if len(j.rows) < 2 or xkey not in j.overrides or ykey not in j.overrides:
+            continue
+        r0, r1 = j.rows[0], j.rows[1]
+        mc = 0.5 * math.log(r0["param_error"] / r1["param_error"])
+        th = (0.5 * math.log(r0["theory_param_error"] / r1["theory_param_error"])
+              if r0.get("theory_param_error") and r1.get("theory_param_error") else math.nan)
+        cells.setdefault((float(j.overrides[xkey]), float(j.overrides[ykey])), []).append((mc, th))
+    xs, ys = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
+    mc_grid, th_grid = np.full((len(ys), len(xs)), np.nan), np.full((len(ys), len(xs)), np.nan)
+    for (x, y), v in cells.items():
+        mc_grid[ys.index(y), xs.index(x)] = np.mean([a for a, _ in v])
+        th_grid[ys.index(y), xs.index(x)] = np.mean([b for _, b in v])
+    lim = float(np.nanmax(np.abs(np.concatenate([mc_grid.ravel(), th_grid.ravel()]))))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, z, title in ((axes[0], th_grid, "theory"), (axes[1], mc_grid, "Monte Carlo")):
+        im = ax.imshow(z, origin="lower", aspect="auto", cmap="RdBu", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs], fontsize=7)
+        ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys], fontsize=7)
+        ax.set_xlabel(xkey)
+        ax.set_title(title)
+    axes[0].set_ylabel(ykey)
+    fig.colorbar(im, ax=axes, label="0.5 ln(error_real / error_one_round)")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep_dir", type=Path)
+    p.add_argument("--metrics", nargs="+", help="metrics to aggregate and plot (default: the generator's headline)")
+    p.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/summary)")
+    p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    jobs = find_jobs(a.sweep_dir)
+    if not jobs:
+        log.error("no job directories under %s (looked for .hydra/overrides.yaml and metrics.jsonl)", a.sweep_dir)
+        return 2
+    out = a.out or a.sweep_dir / "summary"
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {s: sum(j.status == s for j in jobs) for s in ("finished", "unfinished", "failed")}
+    log.info("%d jobs: %d finished, %d unfinished, %d failed", len(jobs), *counts.values())
+    for j in jobs:
+        if j.status != "finished":
+            last = j.error.strip().splitlines()[-1] if j.error.strip() else f"{len(j.rows)} generation(s) done"
+            log.info("  %s %s: %s", j.status, j.path.name, last)
+
+    rows = long_rows(jobs)
+    write_csv(rows, out / "summary.csv")
+    present = {k for r in rows for k, v in r.items() if v is not None}
+    metrics = a.metrics or [m for m in (LINEAR if "param_error" in present else VAE) if m in present]
+    agg_rows, md = [], []
+    for metric in metrics:
+        agg = aggregate(jobs, metric)
+        if not agg:
+            log.info("no values of %s in this sweep", metric)
+            continue
+        for label, series in sorted(agg.items()):
+            agg_rows += [{"metric": metric, "setting": label, **s} for s in series]
+        md.append(f"### {metric}\n\n| setting | generation 0 | generation 1 | last generation | seeds |\n|---|---|---|---|---|")
+        for label, series in sorted(agg.items()):
+            cell = lambda s: f"{fmt(s['mean'])} [{fmt(s['low'])}, {fmt(s['high'])}]"  # noqa: E731
+            by_g = {s["generation"]: s for s in series}
+            g0 = cell(by_g[0]) if 0 in by_g else "-"
+            g1 = cell(by_g[1]) if 1 in by_g else "-"
+            md.append(f"| {label} | {g0} | {g1} | {cell(series[-1])} (gen {series[-1]['generation']}) "
+                      f"| {series[-1]['n']} |")
+        md.append("")
+        plot_metric(jobs, metric, agg, out / f"{metric}.png")
+    write_csv(agg_rows, out / "aggregate.csv")
+    status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
+    (out / "aggregate.md").write_text(
+        f"# Sweep {a.sweep_dir}\n\n{len(jobs)} jobs: {counts['finished']} finished, {counts['unfinished']} "
+        f"unfinished, {counts['failed']} failed. Cells: mean [95% interval across seeds].\n\n"
+        + (f"Not finished:\n{status}\n\n" if status else "") + "\n".join(md))
+    if a.heatmap:
+        heatmap(jobs, a.heatmap[0], a.heatmap[1], out / "heatmap.png")
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

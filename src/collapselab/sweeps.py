@@ -1,0 +1,117 @@
+"""Read a multirun sweep directory: jobs, their status, per-generation rows and seed aggregates."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from scipy import stats
+
+from .checkpoint import read_metrics
+
+# overrides that do not define a setting (they never change the numbers, or are the seed axis)
+NOT_A_SETTING = ("seed", "generations", "progress", "device", "resume", "samples_every", "keep_synthetic")
+
+
+@dataclass
+class Job:
+    """One job directory of a sweep."""
+
+    path: Path
+    overrides: dict[str, str]
+    status: str  # finished | failed | unfinished
+    rows: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def setting(self) -> tuple[tuple[str, str], ...]:
+        """The job's overrides minus the seed and keys that do not change results."""
+        return tuple(sorted((k, v) for k, v in self.overrides.items() if k not in NOT_A_SETTING
+                            and not k.startswith("hydra")))
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.setting) or "(defaults)"
+
+
+def _parse_overrides(path: Path) -> dict[str, str]:
+    items = yaml.safe_load(path.read_text()) or []
+    out = {}
+    for item in items:
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def find_jobs(sweep_dir: str | Path) -> list[Job]:
+    """Every job directory (one holding .hydra/overrides.yaml or metrics.jsonl) under ``sweep_dir``."""
+    sweep_dir = Path(sweep_dir)
+    dirs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    dirs |= {p.parent for p in sweep_dir.glob("**/metrics.jsonl")}
+    jobs = []
+    for d in sorted(dirs):
+        ov_path = d / ".hydra" / "overrides.yaml"
+        overrides = _parse_overrides(ov_path) if ov_path.exists() else {}
+        rows = read_metrics(d)
+        summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        error = (d / "error.txt").read_text() if (d / "error.txt").exists() else ""
+        wanted = summary.get("config", {}).get("generations")
+        if error:
+            status = "failed"
+        elif summary and wanted is not None and len(rows) > int(wanted):
+            status = "finished"
+        else:
+            status = "unfinished"
+        jobs.append(Job(d, overrides, status, rows, summary, error))
+    return jobs
+
+
+def long_rows(jobs: list[Job]) -> list[dict]:
+    """One dict per job and generation: job, status, override columns, then the metrics."""
+    keys = sorted({k for j in jobs for k in j.overrides})
+    out = []
+    for j in jobs:
+        for r in j.rows:
+            row = {"job": j.path.name, "status": j.status}
+            row.update({k: j.overrides.get(k, "") for k in keys})
+            row.update(r)
+            out.append(row)
+    return out
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) with a Student-t interval across seeds; one value gives a zero-width interval."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    m = sum(v) / n
+    if n == 1:
+        return m, m, m, 1
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m, m - h, m + h, n
+
+
+def aggregate(jobs: list[Job], metric: str) -> dict[str, list[dict]]:
+    """{setting label: [{generation, mean, low, high, n}, ...]} over the finished and unfinished jobs' rows."""
+    by_setting: dict[str, dict[int, list[float]]] = {}
+    for j in jobs:
+        if j.status == "failed" and not j.rows:
+            continue
+        gens = by_setting.setdefault(j.label, {})
+        for r in j.rows:
+            if r.get(metric) is not None:
+                gens.setdefault(int(r["generation"]), []).append(r[metric])
+    out = {}
+    for label, gens in by_setting.items():
+        series = []
+        for g in sorted(gens):
+            m, lo, hi, n = mean_ci(gens[g])
+            series.append({"generation": g, "mean": m, "low": lo, "high": hi, "n": n})
+        if series:
+            out[label] = series
+    return out

@@ -1,0 +1,165 @@
+"""Sweeps: job-directory naming, launchers, resuming a killed sweep, summaries and their arithmetic."""
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from scipy import stats
+
+from collapselab.sweeps import aggregate, find_jobs, long_rows, mean_ci
+
+from .conftest import ROOT, compose_cfg, read_rows, run_train, strip_wall, train_cmd
+
+SUMMARIZE = ROOT / "scripts" / "summarize.py"
+
+
+def fake_job(root: Path, name: str, overrides: list[str], values: list[float] | None, generations: int = 2,
+             error: str = "", finished: bool = True) -> Path:
+    d = root / name
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if values is not None:
+        rows = [{"generation": g, "param_error": v, "accept_rate": None if g == 0 else 0.5}
+                for g, v in enumerate(values)]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if finished and values is not None and len(values) > generations:
+        (d / "summary.json").write_text(json.dumps({"config": {"generations": generations},
+                                                    "theory_stationary_param_error": 0.11,
+                                                    "theory_one_round_param_error": 0.08}))
+    if error:
+        (d / "error.txt").write_text(error)
+    return d
+
+
+@pytest.fixture
+def hand_made_sweep(tmp_path: Path) -> Path:
+    s = tmp_path / "sweep"
+    fake_job(s, "a0", ["verifier.bias=0.1", "seed=0"], [1.0, 2.0, 3.0])
+    fake_job(s, "a1", ["verifier.bias=0.1", "seed=1"], [3.0, 4.0, 5.0])
+    fake_job(s, "a2", ["verifier.bias=0.1", "seed=2"], [2.0, 6.0, 4.0])
+    fake_job(s, "b0", ["verifier.bias=0.3", "seed=0"], [1.0, 1.0, 1.0])
+    fake_job(s, "b1", ["verifier.bias=0.3", "seed=1"], [1.0, 1.5], finished=False)  # killed midway
+    fake_job(s, "b2", ["verifier.bias=0.3", "seed=2"], [1.0], error="Traceback...\nRunError: loss became nan")
+    return s
+
+
+def test_find_jobs_statuses_and_settings(hand_made_sweep):
+    jobs = {j.path.name: j for j in find_jobs(hand_made_sweep)}
+    assert {k: j.status for k, j in jobs.items()} == {"a0": "finished", "a1": "finished", "a2": "finished",
+                                                       "b0": "finished", "b1": "unfinished", "b2": "failed"}
+    assert jobs["a0"].label == "verifier.bias=0.1" and jobs["a0"].setting == jobs["a2"].setting
+
+
+def test_aggregate_math(hand_made_sweep):
+    agg = aggregate(find_jobs(hand_made_sweep), "param_error")
+    a = agg["verifier.bias=0.1"]
+    assert [s["mean"] for s in a] == pytest.approx([2.0, 4.0, 4.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # values 1,3,2: sd 1
+    assert a[0]["low"] == pytest.approx(2.0 - half) and a[0]["high"] == pytest.approx(2.0 + half)
+    assert a[0]["n"] == 3
+    b = agg["verifier.bias=0.3"]  # the unfinished and failed jobs' finished generations still count
+    assert [s["n"] for s in b] == [3, 2, 1]
+    assert b[1]["mean"] == pytest.approx(1.25)
+    assert mean_ci([5.0]) == (5.0, 5.0, 5.0, 1)
+    assert math.isnan(mean_ci([])[0])
+
+
+def test_long_rows_have_overrides_as_columns(hand_made_sweep):
+    rows = long_rows(find_jobs(hand_made_sweep))
+    assert len(rows) == 3 + 3 + 3 + 3 + 2 + 1
+    assert {"job", "status", "seed", "verifier.bias", "generation", "param_error"} <= set(rows[0])
+
+
+def test_summarize_script_lists_unfinished_and_failed(hand_made_sweep):
+    p = subprocess.run([sys.executable, str(SUMMARIZE), str(hand_made_sweep)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    out = hand_made_sweep / "summary"
+    assert "6 jobs: 4 finished, 1 unfinished, 1 failed" in p.stderr
+    assert "RunError: loss became nan" in p.stderr
+    md = (out / "aggregate.md").read_text()
+    assert "| verifier.bias=0.1 | 2 [" in md and "- failed: `b2`" in md and "- unfinished: `b1`" in md
+    assert (out / "summary.csv").read_text().count("\n") == 16
+    assert (out / "param_error.png").stat().st_size > 5000
+
+
+def test_sweep_presets_carry_their_sweep():
+    for name, key in [("reliability_sweep_linear", "verifier.reliability"), ("paper_linear_longrun", "verifier.bias"),
+                      ("paper_mnist_filter_cpu", "verifier.keep_fraction"),
+                      ("paper_mnist_verifier_quality_cpu", "verifier.train_size"),
+                      ("reliability_sweep_mnist_cpu", "verifier.reliability")]:
+        text = (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text()
+        assert key in yaml.safe_load(text)["hydra"]["sweeper"]["params"], name
+        compose_cfg([f"experiment={name}"])
+
+
+SWEEP = ["generator=linear", "verifier.bias=0.1,0.3", "seed=0,1", "generations=2", "replicates=20", "progress=false"]
+NAMES = {f"generator=linear,replicates=20,seed={s},verifier.bias={b}" for s in (0, 1) for b in (0.1, 0.3)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_two_by_two_linear_sweep_and_summary(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    if launcher == "submitit_local":
+        extra += ["hydra.launcher.timeout_min=10"]
+    p = run_train("-m", *SWEEP, *extra, f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    jobs = find_jobs(sweep)
+    assert {j.path.name for j in jobs} == NAMES  # named by overrides, without generations/progress
+    assert all(j.status == "finished" and len(j.rows) == 3 for j in jobs)
+    assert (sweep / "multirun.yaml").exists()
+    s = subprocess.run([sys.executable, str(SUMMARIZE), str(sweep)], capture_output=True, text=True)
+    assert s.returncode == 0, s.stderr
+    for f in ("summary.csv", "aggregate.csv", "aggregate.md", "param_error.png", "center_error.png"):
+        assert (sweep / "summary" / f).exists(), f
+    # every job's TensorBoard run sits under the sweep dir, with its hyper-parameters
+    assert len(list(sweep.glob("*/tb/events.out.tfevents.*"))) >= 4
+
+
+@pytest.mark.slow
+def test_failed_job_keeps_its_error_and_the_others_finish(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = run_train("-m", "generator=linear", "verifier.radius=-1,0.1", "generations=1", "replicates=10",
+                  f"hydra.sweep.dir={sweep}")
+    assert p.returncode != 0
+    jobs = {j.path.name: j for j in find_jobs(sweep)}
+    assert jobs["generator=linear,replicates=10,verifier.radius=-1"].status == "failed"
+    assert "verifier.radius=-1 is invalid" in jobs["generator=linear,replicates=10,verifier.radius=-1"].error
+    assert jobs["generator=linear,replicates=10,verifier.radius=0.1"].status == "finished"
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_only_what_was_left(tmp_path):
+    args = ["-m", "generator=linear", "verifier.bias=0.1,0.2,0.3", "generations=30", "replicates=300",
+            "policy=verify_accumulate", "progress=false"]
+    ref = tmp_path / "ref"
+    assert run_train(*args, f"hydra.sweep.dir={ref}").returncode == 0
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(train_cmd(*args, f"hydra.sweep.dir={sweep}"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = "generator=linear,policy=verify_accumulate,replicates=300,verifier.bias={}".format
+    first = sweep / name(0.1)
+    second = sweep / name(0.2) / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (first / "summary.json").exists() and second.exists() and len(second.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    statuses = {j.path.name: j.status for j in find_jobs(sweep)}
+    assert statuses[name(0.1)] == "finished"
+    assert statuses[name(0.2)] == "unfinished"
+    stamp = (first / "metrics.jsonl").stat().st_mtime_ns
+    p = run_train(*args, f"hydra.sweep.dir={sweep}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (first / "metrics.jsonl").stat().st_mtime_ns == stamp  # the finished job was skipped
+    assert "already holds generations 0..30: nothing to do" in p.stdout + p.stderr
+    for b in (0.1, 0.2, 0.3):
+        assert strip_wall(read_rows(sweep / name(b))) == strip_wall(read_rows(ref / name(b)))

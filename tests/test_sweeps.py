@@ -163,3 +163,16 @@ def test_killed_sweep_resumes_only_what_was_left(tmp_path):
     assert "already holds generations 0..30: nothing to do" in p.stdout + p.stderr
     for b in (0.1, 0.2, 0.3):
         assert strip_wall(read_rows(sweep / name(b))) == strip_wall(read_rows(ref / name(b)))
+
+
+@pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"),
+                                             ("submitit_slurm", "SlurmLauncher")])
+def test_launchers_compose(launcher, target):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "generator=linear"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.sweep.subdir == "generator=linear"  # named by the overrides
+    assert "generations" in cfg.hydra.job.config.override_dirname.exclude_keys

@@ -25,6 +25,7 @@ class Job:
     rows: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     error: str = ""
+    constant: frozenset = frozenset()  # override keys with one value across the whole sweep
 
     @property
     def setting(self) -> tuple[tuple[str, str], ...]:
@@ -34,7 +35,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.setting) or "(defaults)"
+        """The setting, naming only the keys that vary across the sweep."""
+        return ",".join(f"{k}={v}" for k, v in self.setting if k not in self.constant) or "(defaults)"
 
 
 def _parse_overrides(path: Path) -> dict[str, str]:
@@ -66,6 +68,10 @@ def find_jobs(sweep_dir: str | Path) -> list[Job]:
         else:
             status = "unfinished"
         jobs.append(Job(d, overrides, status, rows, summary, error))
+    keys = {k for j in jobs for k in j.overrides}
+    constant = frozenset(k for k in keys if len({j.overrides.get(k) for j in jobs}) == 1) if len(jobs) > 1 else frozenset()
+    for j in jobs:
+        j.constant = constant
     return jobs
 
 

@@ -49,7 +49,8 @@ def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, poli
         assert (tmp_path / "gen_001" / "verdicts.png").exists()
 
 
-@pytest.mark.parametrize("override", ["generator.arch=mlp", "generator.conditional=false", "policy.growth=50"])
+@pytest.mark.parametrize("override", ["generator.arch=mlp", "generator.conditional=false", "policy.growth=50",
+                                      "generator.sampling=threshold"])
 def test_vae_options(tmp_path, fake_root, override):
     rows = run_cfg(tiny(fake_root) + ["verifier=oracle", "verifier.threshold=0.0", "generations=2", override],
                    tmp_path)
@@ -112,3 +113,32 @@ def test_real_mnist_path_as_ci_runs_it(tmp_path):
     assert 0 < summary["fid_real_floor"] < rows[0]["fid"]
     assert rows[1]["accept_rate"] is not None and rows[1]["label_accuracy"] > 0.5
     assert (ROOT / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+@pytest.mark.parametrize("verifier", ["classifier", "discriminator"])
+def test_synthetic_sets_are_exactly_regenerable(tmp_path, fake_root, verifier):
+    import torch
+
+    from collapselab.checkpoint import load_torch
+    from collapselab.loop import regenerate_synthetic
+
+    run_cfg(tiny(fake_root) + [f"verifier={verifier}", "generations=2"] + permissive(verifier), tmp_path)
+    for g in (1, 2):
+        stored = load_torch(tmp_path / f"gen_{g:03d}" / "synthetic.pt")
+        again = regenerate_synthetic(tmp_path, g)
+        assert torch.equal(again.y.to(torch.uint8).cpu(), stored["y"])
+        from collapselab.data.mnist import pack_bits
+
+        assert torch.equal(pack_bits(again.x), stored["bits"])
+
+
+def test_linear_synthetic_sets_are_exactly_regenerable(tmp_path):
+    import torch
+
+    from collapselab.checkpoint import load_torch
+    from collapselab.loop import regenerate_synthetic
+
+    run_cfg(["generator=linear", "replicates=10", "generations=2", "verifier.reliability=0.5"], tmp_path)
+    stored = load_torch(tmp_path / "gen_002" / "synthetic.pt")
+    again = regenerate_synthetic(tmp_path, 2)
+    assert torch.equal(again.x.cpu(), stored["x"]) and torch.equal(again.y.cpu(), stored["y"])

@@ -158,6 +158,29 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     return rows[-1]
 
 
+def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cpu"):
+    """Re-draw generation ``generation``'s synthetic set exactly, from checkpoint generation-1 and the seed.
+
+    This is what makes ``keep_synthetic=false`` lossless: the draw uses the previous generation's model,
+    the verifier state stored with this generation, and the generation's own seeded streams.
+    """
+    run_dir = Path(run_dir)
+    if generation < 1:
+        raise ConfigError("generation 0 trains on real data: there is no synthetic set to regenerate")
+    prev = load_torch(gen_dir(run_dir, generation - 1) / CHECKPOINT)
+    this = load_torch(gen_dir(run_dir, generation) / CHECKPOINT)
+    cfg = {**this["config"], "device": device, "progress": False}
+    dev = resolve_device(device)
+    task = build_task(cfg, dev)
+    model = task.new_generator(generation - 1)
+    model.load_state_dict(prev["generator"])
+    task.load_verifier_state(this.get("verifier"))
+    seed = int(cfg["seed"])
+    synthetic, _ = task.draw(model, generation, make_generator(seed, generation, "sample", dev),
+                             make_generator(seed, generation, "verify", dev))
+    return synthetic
+
+
 def format_table(rows: list[dict], keys: tuple[str, ...]) -> str:
     """A per-generation text table of the headline metrics."""
     keys = tuple(k for k in keys if any(r.get(k) is not None for r in rows))
@@ -172,4 +195,4 @@ def format_table(rows: list[dict], keys: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run", "format_table", "CHECKPOINT", "SYNTHETIC"]
+__all__ = ["run", "regenerate_synthetic", "format_table", "CHECKPOINT", "SYNTHETIC"]

@@ -97,7 +97,8 @@ class VAEGenerator:
 
     def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, patience: int = 5,
-                 val_fraction: float = 0.1, bf16: bool = False, progress: bool = True) -> None:
+                 val_fraction: float = 0.1, bf16: bool = False, progress: bool = True,
+                 sampling: str = "bernoulli") -> None:
         self.device = device
         self.model = VAE(arch, latent_dim, conditional).to(device)
         self.conditional = conditional
@@ -105,6 +106,7 @@ class VAEGenerator:
         self.patience, self.val_fraction = patience, val_fraction
         self.amp = bf16 and device.type == "cuda"
         self.progress = progress
+        self.sampling = sampling  # bernoulli: pixel ~ Bernoulli(p); threshold: pixel = [p >= 0.5]
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
@@ -162,7 +164,7 @@ class VAEGenerator:
 
     @torch.no_grad()
     def decode(self, y: Tensor, rng: torch.Generator, batch: int = 5000) -> Tensor:
-        """Binary images [N, 1, 28, 28] (Bernoulli draws from the decoder) for labels y [N]."""
+        """Binary images [N, 1, 28, 28] for labels y [N]: Bernoulli draws from the decoder, or its thresholded mean."""
         self.model.eval()
         out = []
         for i in range(0, len(y), batch):
@@ -171,7 +173,7 @@ class VAEGenerator:
             with self._autocast():
                 logits = self.model.decoder(z, self.model.cond(yy))
             p = torch.sigmoid(logits.float())
-            out.append(torch.bernoulli(p, generator=rng))
+            out.append(torch.bernoulli(p, generator=rng) if self.sampling == "bernoulli" else (p >= 0.5).float())
         return torch.cat(out)
 
     def sample(self, n: int, rng: torch.Generator) -> Batch:

@@ -59,6 +59,7 @@ class MNISTTask:
             lr=require_number(cfg, "generator.lr", 0.0, lo_open=True),
             patience=require_int(cfg, "generator.patience", 1),
             bf16=bool(g.get("bf16", False)),
+            sampling=require_choice(cfg, "generator.sampling", ("bernoulli", "threshold")),
         )
         self.conditional = self.gen_kwargs["conditional"]
         n_real = require_int(cfg, "data.n_real", 10, "Generation 0 needs at least one image per class.")

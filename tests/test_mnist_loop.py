@@ -111,7 +111,7 @@ def test_real_mnist_path_as_ci_runs_it(tmp_path):
     assert summary["judge_test_accuracy"] >= 0.99
     assert summary["classifier_test_accuracy"] >= 0.98
     assert 0 < summary["fid_real_floor"] < rows[0]["fid"]
-    assert rows[0]["test_nelbo"] < 160  # a trained CVAE (about 118 with early stopping, 500 images)
+    assert rows[0]["test_nelbo"] < 180  # trained (154 after this 40-epoch cap; untrained is about 540)
     assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01)
     assert rows[1]["n_train"] == 500 and 0.0 <= rows[1]["label_accuracy"] <= 1.0
     assert (run_dir / "gen_001" / "verdicts.png").exists()

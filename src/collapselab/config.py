@@ -68,10 +68,20 @@ def validate_common(cfg: dict) -> None:
     require_number(cfg, "policy.max_candidates_factor", 1.0)
 
 
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = RESUME_MAY_DIFFER) -> list[str]:
     """Dotted keys whose values differ between two configs (ignoring resume-safe keys)."""
-    from .tblog import flatten
-
     a, b = flatten(stored), flatten(current)
     keys = sorted(set(a) | set(b))
     return [k for k in keys if k not in ignore and a.get(k, "<missing>") != b.get(k, "<missing>")]

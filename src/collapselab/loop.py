@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_json,
                          write_metrics)
-from .config import diff_configs, validate_common
+from .config import diff_configs, flatten, validate_common
 from .device import resolve_device
 from .errors import ConfigError, RunError
 from .policies import POLICIES, Policy
@@ -38,8 +38,6 @@ def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
     stored = load_torch(gen_dir(run_dir, 0) / CHECKPOINT)["config"]
     diff = diff_configs(stored, cfg)
     if diff:
-        from .tblog import flatten
-
         a, b = flatten(stored), flatten(cfg)
         detail = "; ".join(f"{k}: stored {a.get(k, '<missing>')!r}, now {b.get(k, '<missing>')!r}" for k in diff)
         raise RunError(

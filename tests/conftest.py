@@ -35,7 +35,7 @@ def read_rows(run_dir: Path) -> list[dict]:
 
 
 def strip_wall(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "time")} for r in rows]
 
 
 def train_cmd(*overrides: str) -> list[str]:

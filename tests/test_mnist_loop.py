@@ -18,7 +18,7 @@ def fake_root(tmp_path_factory) -> Path:
 
 def tiny(root: Path) -> list[str]:
     return ["generator=vae", "data.source=fake", f"data.root={root}", "data.n_real=100", "data.eval_samples=300",
-            "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1",
+            "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1", "generator.min_steps=0",
             "progress=false"]
 
 

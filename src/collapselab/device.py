@@ -32,3 +32,40 @@ def resolve_device(spec: str) -> torch.device:
             raise ConfigError("device=mps: MPS is not available on this machine; use device=cpu or device=auto")
         return torch.device("mps")
     raise ConfigError(f"device={spec!r} is not understood; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where it does not exist, e.g. macOS)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls/convs run natively: CUDA with bf16 support, or a CPU with AMX or AVX512-BF16."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            onednn = False
+        return onednn and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def resolve_bf16(setting: object, device: torch.device, key: str = "generator.bf16") -> bool:
+    """Map auto|true|false to whether bf16 autocast is used on ``device`` (auto: where it is native)."""
+    if isinstance(setting, str) and setting.strip().lower() == "auto":
+        return native_bf16(device)
+    if isinstance(setting, bool):
+        if setting and device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"{key}=true: bf16 autocast is supported on cpu and cuda, not {device.type}; "
+                              f"use {key}=auto or false")
+        return setting
+    raise ConfigError(f"{key}={setting!r} is invalid: choose auto, true or false")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,7 +22,23 @@ from .tblog import TBLogger
 log = logging.getLogger("collapselab")
 
 CHECKPOINT = "checkpoint.pt"
+NOT_METRICS = ("generation", "wall_s", "time")  # per-row keys that are bookkeeping or timing, not results
 SYNTHETIC = "synthetic.pt"
+
+
+class _Clock:
+    """Wall seconds per stage of a generation (``row["time"]``: not part of the seeded result)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(time.perf_counter() - t0, 3)
 
 
 def _finished_generations(run_dir: Path) -> list[dict]:
@@ -67,7 +84,7 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
         _check_stored_config(run_dir, cfg, len(done))
         log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
-        log.info("\n%s", format_table(done, tuple(k for k in done[-1] if k not in ("generation", "wall_s"))[:8]))
+        log.info("\n%s", format_table(done, tuple(k for k in done[-1] if k not in NOT_METRICS)[:8]))
         return done[-1]
     device = resolve_device(cfg.get("device", "auto"))
     log.info("device: %s", device)
@@ -106,16 +123,20 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             t0 = time.perf_counter()
             seed_everything(derive_seed(seed, t, "init"))
             rng = {s: make_generator(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
-            col = None
+            col, clock = None, _Clock()
             if t == 0:
                 train = task.real
             else:
-                task.prepare_verifier(prev_model, t)
-                synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
+                with clock("verifier_fit_s"):
+                    task.prepare_verifier(prev_model, t)
+                with clock("draw_s"):
+                    synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
                 train = policy.next_training_set(task.real, synthetic, history)
             model = task.new_generator(t)
-            fit_stats = model.fit(train, rng["train"])
-            metrics = task.evaluate(model, t, rng["eval"])
+            with clock("fit_s"):
+                fit_stats = model.fit(train, rng["train"])
+            with clock("eval_s"):
+                metrics = task.evaluate(model, t, rng["eval"])
             row = {"generation": t, "n_train": len(train),
                    "accept_rate": None if col is None or col.accepted is None else float(col.accept_rate.mean())}
             if col is not None and col.extra:
@@ -123,6 +144,7 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             row.update(metrics)
             row.update(fit_stats)
             row["wall_s"] = time.perf_counter() - t0
+            row["time"] = clock.seconds
 
             gdir = gen_dir(run_dir, t)
             gdir.mkdir(parents=True, exist_ok=True)

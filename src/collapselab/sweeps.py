@@ -10,6 +10,7 @@ import yaml
 from scipy import stats
 
 from .checkpoint import read_metrics
+from .config import flatten
 
 # overrides that do not define a setting (they never change the numbers, or are the seed axis)
 NOT_A_SETTING = ("seed", "generations", "progress", "device", "resume", "samples_every", "keep_synthetic")
@@ -83,7 +84,7 @@ def long_rows(jobs: list[Job]) -> list[dict]:
         for r in j.rows:
             row = {"job": j.path.name, "status": j.status}
             row.update({k: j.overrides.get(k, "") for k in keys})
-            row.update(r)
+            row.update(flatten(r))  # row['time'] -> time.fit_s, ... columns
             out.append(row)
     return out
 

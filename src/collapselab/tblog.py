@@ -30,6 +30,9 @@ class TBLogger:
 
     def log_scalars(self, row: dict, step: int) -> None:
         for k, v in row.items():
+            if isinstance(v, dict):  # e.g. row["time"]: seconds per stage -> time/fit_s, ...
+                self.log_scalars({f"{k}/{sub}": x for sub, x in v.items()}, step)
+                continue
             if k == "generation" or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             self.writer.add_scalar(k, v, step)

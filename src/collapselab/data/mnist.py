@@ -284,14 +284,41 @@ def binarize(x_uint8: Tensor) -> Tensor:
     return (x_uint8 >= 128).float().unsqueeze(1)
 
 
+def gray(x_uint8: Tensor) -> Tensor:
+    """uint8 [N, 28, 28] -> float [0, 1] [N, 1, 28, 28] (the grayscale images)."""
+    return (x_uint8.float() / 255.0).unsqueeze(1)
+
+
+def balanced_counts(labels: Tensor, n: int) -> list[int]:
+    """Per-class counts summing to n, as equal as the classes allow.
+
+    Each class gets n // 10 (the first n % 10 one more); a class that has fewer images gives all it has
+    and its shortfall is spread over the classes that still have spare images (water filling), so any n
+    up to len(labels) works: n = 60000 on MNIST is every training image.
+    """
+    avail = [int((labels == c).sum()) for c in range(10)]
+    if n > sum(avail):
+        raise DataError(f"asked for {n} images; the data holds {sum(avail)}")
+    want = [n // 10 + (1 if c < n % 10 else 0) for c in range(10)]
+    counts = [min(w, a) for w, a in zip(want, avail)]
+    left = n - sum(counts)
+    while left > 0:
+        spare = [c for c in range(10) if counts[c] < avail[c]]
+        share = max(left // len(spare), 1)
+        for c in spare:
+            k = min(share, avail[c] - counts[c], left)
+            counts[c] += k
+            left -= k
+            if left == 0:
+                break
+    return counts
+
+
 def class_balanced_indices(labels: Tensor, n: int, rng: torch.Generator) -> Tensor:
-    """n indices with n // 10 per class (the first n % 10 classes get one more), drawn without replacement."""
+    """n indices drawn without replacement, class by class, with the counts of ``balanced_counts``."""
     out = []
-    for c in range(10):
-        k = n // 10 + (1 if c < n % 10 else 0)
+    for c, k in enumerate(balanced_counts(labels, n)):
         idx = torch.nonzero(labels == c).squeeze(1)
-        if k > len(idx):
-            raise DataError(f"class {c} has only {len(idx)} images; asked for {k}")
         out.append(idx[torch.randperm(len(idx), generator=rng)[:k]])
     return torch.cat(out)
 

@@ -83,12 +83,13 @@ class VAE(nn.Module):
     def nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None) -> Tensor:
         """Per-sample negative ELBO [N] (nats): summed Bernoulli BCE + KL, one posterior sample."""
         c = self.cond(y)
-        mu, logvar = self.encoder(x, c).chunk(2, dim=1)
+        # the latent statistics and the loss stay fp32 under bf16 autocast (only the layers run in bf16)
+        mu, logvar = self.encoder(x, c).float().chunk(2, dim=1)
         eps = torch.randn(mu.shape, generator=rng, device=mu.device, dtype=mu.dtype)
         z = mu + eps * (0.5 * logvar).exp()
         logits = self.decoder(z, c)
         rec = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(1).sum(1)
-        kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).sum(1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
         return rec + kl
 
 
@@ -98,26 +99,31 @@ class VAEGenerator:
     def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, patience: int = 5,
                  val_fraction: float = 0.1, bf16: bool = False, progress: bool = True,
-                 sampling: str = "bernoulli") -> None:
+                 sampling: str = "bernoulli", lr_schedule: str = "constant", min_steps: int = 0) -> None:
         self.device = device
         self.model = VAE(arch, latent_dim, conditional).to(device)
         self.conditional = conditional
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.patience, self.val_fraction = patience, val_fraction
-        self.amp = bf16 and device.type == "cuda"
+        # constant: Adam at lr, up to `epochs` (the paper's recipe); onecycle: warm up to lr and anneal over
+        # max(epochs, enough epochs for min_steps optimizer steps), which converges in far fewer epochs
+        self.lr_schedule, self.min_steps = lr_schedule, min_steps
+        self.amp = bool(bf16) and device.type in ("cpu", "cuda")  # bf16 autocast for training and sampling
         self.progress = progress
         self.sampling = sampling  # bernoulli: pixel ~ Bernoulli(p); threshold: pixel = [p >= 0.5]
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self, enabled: bool | None = None):
+        on = self.amp if enabled is None else enabled
+        return torch.autocast(self.device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
 
     @torch.no_grad()
-    def batch_nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None, batch: int = 2000) -> Tensor:
-        """Per-sample NELBO [N] in eval mode, in large batches."""
+    def batch_nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None, batch: int = 2000,
+                    bf16: bool = False) -> Tensor:
+        """Per-sample NELBO [N] in eval mode, in large batches (fp32 unless ``bf16``: metrics stay fp32)."""
         self.model.eval()
         out = []
         for i in range(0, len(y), batch):
-            with self._autocast():
+            with self._autocast(bf16 and self.amp):
                 out.append(self.model.nelbo(x[i:i + batch].to(self.device), y[i:i + batch].to(self.device), rng))
         return torch.cat(out).float()
 
@@ -129,8 +135,14 @@ class VAEGenerator:
         n_val = max(1, int(round(self.val_fraction * n))) if n >= 20 else 0
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        epochs, sched = self.epochs, None
+        if self.lr_schedule == "onecycle":
+            per_epoch = max(1, math.ceil((n - n_val) / self.batch_size))
+            epochs = max(epochs, math.ceil(self.min_steps / per_epoch))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=epochs * per_epoch,
+                                                        pct_start=0.15)
         best, best_state, bad, epoch, tr_loss = math.inf, None, 0, 0, math.nan
-        bar = tqdm(range(self.epochs), desc="fit vae", leave=False, disable=not self.progress)
+        bar = tqdm(range(epochs), desc="fit vae", leave=False, disable=not self.progress)
         for epoch in bar:
             self.model.train()
             order = tr_idx[torch.randperm(len(tr_idx), generator=rng, device=rng.device).to(self.device)]
@@ -145,11 +157,13 @@ class VAEGenerator:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 total += float(loss.detach()) * len(idx)
             tr_loss = total / max(len(order), 1)
             if n_val == 0:
                 continue
-            val = float(self.batch_nelbo(x[val_idx], y[val_idx], rng).mean())
+            val = float(self.batch_nelbo(x[val_idx], y[val_idx], rng, bf16=True).mean())
             bar.set_postfix(train=f"{tr_loss:.1f}", val=f"{val:.1f}")
             if val < best - 1e-3:
                 best, bad = val, 0
@@ -162,19 +176,28 @@ class VAEGenerator:
             self.model.load_state_dict(best_state)
         return {"train_nelbo": tr_loss, "val_nelbo": best, "epochs": epoch + 1}
 
+    def _mean_batch(self, y: Tensor, rng: torch.Generator) -> Tensor:
+        """Decoder probabilities [n, 1, 28, 28] (fp32) for labels y [n] and z ~ N(0, I) drawn from ``rng``."""
+        z = torch.randn(len(y), self.model.latent_dim, generator=rng, device=self.device)
+        with self._autocast():
+            logits = self.model.decoder(z, self.model.cond(y))
+        return torch.sigmoid(logits.float())
+
     @torch.no_grad()
     def decode(self, y: Tensor, rng: torch.Generator, batch: int = 5000) -> Tensor:
         """Binary images [N, 1, 28, 28] for labels y [N]: Bernoulli draws from the decoder, or its thresholded mean."""
         self.model.eval()
         out = []
         for i in range(0, len(y), batch):
-            yy = y[i:i + batch].to(self.device)
-            z = torch.randn(len(yy), self.model.latent_dim, generator=rng, device=self.device)
-            with self._autocast():
-                logits = self.model.decoder(z, self.model.cond(yy))
-            p = torch.sigmoid(logits.float())
+            p = self._mean_batch(y[i:i + batch].to(self.device), rng)
             out.append(torch.bernoulli(p, generator=rng) if self.sampling == "bernoulli" else (p >= 0.5).float())
         return torch.cat(out)
+
+    @torch.no_grad()
+    def decode_mean(self, y: Tensor, rng: torch.Generator, batch: int = 5000) -> Tensor:
+        """The decoder's mean images in [0, 1], [N, 1, 28, 28], z ~ N(0, I): the paper's images for FID."""
+        self.model.eval()
+        return torch.cat([self._mean_batch(y[i:i + batch].to(self.device), rng) for i in range(0, len(y), batch)])
 
     def sample(self, n: int, rng: torch.Generator) -> Batch:
         """n class-balanced samples (labels 0..9 in turn)."""

@@ -10,7 +10,8 @@ from torchvision.utils import make_grid
 from ..batch import Batch
 from ..checkpoint import load_torch, save_torch
 from ..config import get, require_choice, require_int, require_number
-from ..data.mnist import binarize, class_balanced_indices, load_mnist, pack_bits, unpack_bits
+from ..data.mnist import binarize, gray, class_balanced_indices, load_mnist, pack_bits, unpack_bits
+from ..device import native_bf16, resolve_bf16
 from ..errors import ConfigError
 from ..generators.vae import VAEGenerator
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
@@ -25,9 +26,10 @@ from ..verifiers.mnist import (ClassifierVerifier, DiscriminatorVerifier, JudgeV
 log = logging.getLogger(__name__)
 
 VERIFIERS = ("none", "classifier", "oracle", "noisy_oracle", "discriminator")
-HEADLINE = ("fid", "test_nelbo", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate",
+HEADLINE = ("test_nelbo", "fid", "fid_mean", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate",
             "verifier_agreement")
-DEFAULT_N_SYNTHETIC = 2000
+# The paper's regime: its first one-round gain is at ~8k retained images, 20k holds a gain for rounds 1-4
+DEFAULT_N_SYNTHETIC = 20000
 
 
 class MNISTTask:
@@ -58,10 +60,15 @@ class MNISTTask:
             batch_size=require_int(cfg, "generator.batch_size", 1),
             lr=require_number(cfg, "generator.lr", 0.0, lo_open=True),
             patience=require_int(cfg, "generator.patience", 1),
-            bf16=bool(g.get("bf16", False)),
+            bf16=resolve_bf16(g.get("bf16", "auto"), device),
             sampling=require_choice(cfg, "generator.sampling", ("bernoulli", "threshold")),
+            lr_schedule=require_choice(cfg, "generator.lr_schedule", ("constant", "onecycle")),
+            min_steps=require_int(cfg, "generator.min_steps", 0),
         )
         self.conditional = self.gen_kwargs["conditional"]
+        if g.get("bf16") is True and not native_bf16(device):
+            log.warning("generator.bf16=true on a %s without native bf16: it runs emulated (slow); "
+                        "generator.bf16=auto turns it on only where it is fast", device.type)
         n_real = require_int(cfg, "data.n_real", 10, "Generation 0 needs at least one image per class.")
         self.eval_samples = require_int(cfg, "data.eval_samples", 20)
         self.pr_samples = require_int(cfg, "data.pr_samples", 4)
@@ -83,40 +90,63 @@ class MNISTTask:
         self.test_x = binarize(self.mnist.test_x).to(device)
         self.test_y = self.mnist.test_y.to(device)
 
-        # networks the project trains itself (cached under <root>/nets)
-        self.cache_dir = root / "nets"
-        self.evaluator, self.evaluator_acc = get_net(EVALUATOR, self.mnist, self.cache_dir, device, self.progress)
-        self.judge, self.judge_acc = get_net(JUDGE, self.mnist, self.cache_dir, device, self.progress)
-        self._real_stats()
-
+        # every verifier key is checked before any network is trained, so a bad value costs seconds
         self.verifier_name, self.verifier, self.classifier_acc = vname, None, None
-        self.refit = "every_generation"
-        self.verifier_train_size = None
-
+        self.verifier_train_size, self.refit = None, "every_generation"
+        vkw: dict = {}
         if vname == "classifier":
-            ts = self._train_size(cfg)
-            net, self.classifier_acc = get_net(classifier_spec(ts), self.mnist, self.cache_dir, device, self.progress)
-            self.verifier = ClassifierVerifier(net, self.conditional,
-                                               threshold=require_number(cfg, "verifier.threshold", 0.0, 1.0),
-                                               keep_fraction=self._keep_fraction(cfg))
+            self.verifier_train_size = self._train_size(cfg)
+            vkw = dict(threshold=require_number(cfg, "verifier.threshold", 0.0, 1.0),
+                       keep_fraction=self._keep_fraction(cfg))
         elif vname in ("oracle", "noisy_oracle"):
-            self.verifier = JudgeVerifier(self.judge, self.conditional,
-                                          threshold=require_number(cfg, "verifier.threshold", 0.0, 1.0),
-                                          reliability=require_number(cfg, "verifier.reliability", 0.0, 1.0))
+            vkw = dict(threshold=require_number(cfg, "verifier.threshold", 0.0, 1.0),
+                       reliability=require_number(cfg, "verifier.reliability", 0.0, 1.0))
         elif vname == "discriminator":
             self.verifier_train_size = self._train_size(cfg)
             self.refit = require_choice(cfg, "verifier.refit", ("every_generation", "once"))
             kf = self._keep_fraction(cfg)
             if kf is None:
                 raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
-            self.verifier = DiscriminatorVerifier(device, kf, epochs=require_int(cfg, "verifier.epochs", 1),
-                                                  progress=self.progress)
+            cond = get(cfg, "verifier.conditional", False)
+            if not isinstance(cond, bool):
+                raise ConfigError(f"verifier.conditional={cond!r} is invalid: choose true or false")
+            if cond and not self.conditional:
+                raise ConfigError("verifier.conditional=true needs labelled samples: it does not fit "
+                                  "generator.conditional=false (use verifier.conditional=false)")
+            vkw = dict(keep_fraction=kf, epochs=require_int(cfg, "verifier.epochs", 1), conditional=cond)
+        # a verifier the policy does not use is neither trained nor run (replace / accumulate, or
+        # keep_fraction=1, which keeps every candidate)
+        self.uses_verifier = vname != "none" and self.policy.filtered and vkw.get("keep_fraction") != 1.0
+        if vname != "none" and not self.uses_verifier:
+            why = (f"policy={self.policy.name} does not filter" if not self.policy.filtered
+                   else "verifier.keep_fraction=1 keeps every candidate")
+            log.info("verifier=%s is not used (%s): it is not trained or run, accept_rate is null", vname, why)
 
-    @staticmethod
-    def _train_size(cfg: dict) -> int:
-        ts = require_int(cfg, "verifier.train_size", 10, "It counts real training images (at most 60000).")
-        if ts > 60000:
-            raise ConfigError(f"verifier.train_size={ts} exceeds the 60000 MNIST training images")
+        # networks the project trains itself (cached under <root>/nets)
+        self.cache_dir = root / "nets"
+        self.evaluator, self.evaluator_acc = get_net(EVALUATOR, self.mnist, self.cache_dir, device, self.progress)
+        self.judge, self.judge_acc = get_net(JUDGE, self.mnist, self.cache_dir, device, self.progress)
+        self._real_stats()
+        if not self.uses_verifier:
+            return
+        if vname == "classifier":
+            net, self.classifier_acc = get_net(classifier_spec(self.verifier_train_size), self.mnist, self.cache_dir,
+                                               device, self.progress)
+            self.verifier = ClassifierVerifier(net, self.conditional, **vkw)
+        elif vname in ("oracle", "noisy_oracle"):
+            self.verifier = JudgeVerifier(self.judge, self.conditional, **vkw)
+        elif vname == "discriminator":
+            self.verifier = DiscriminatorVerifier(device, bf16=self.gen_kwargs["bf16"], progress=self.progress, **vkw)
+
+    def _train_size(self, cfg: dict) -> int:
+        """verifier.train_size checked against the data; null means every real training image."""
+        n_data = len(self.mnist.train_y)
+        if get(cfg, "verifier.train_size") is None:
+            return n_data
+        ts = require_int(cfg, "verifier.train_size", 10, f"It counts real training images (at most {n_data}).")
+        if ts > n_data:
+            raise ConfigError(f"verifier.train_size={ts} exceeds the {n_data} MNIST training images: "
+                              f"use at most {n_data} (every real image)")
         return ts
 
     @staticmethod
@@ -127,25 +157,30 @@ class MNISTTask:
 
     # ----- real statistics, cached ------------------------------------------------------------
     def _real_stats(self) -> None:
-        """Evaluator statistics of the 10k test images, and the FID floor of a real-vs-real split (cached)."""
+        """Evaluator statistics of the 10k test images, binarised (for sample FID) and grayscale (for the
+        decoder-mean FID), and the FID floors of a real-vs-real split; cached."""
         key = EVALUATOR.key(self.mnist.key)
-        path = self.cache_dir / f"{key}-test-stats.pt"
+        path = self.cache_dir / f"{key}-test-stats-v2.pt"
         if path.exists():
             blob = load_torch(path)
         else:
-            _, f_test = predict(self.evaluator, self.test_x)
             g = torch.Generator().manual_seed(0)
             n = len(self.test_y)
             idx = torch.randperm(len(self.mnist.train_y), generator=g)[:n]
-            _, f_train = predict(self.evaluator, binarize(self.mnist.train_x[idx]).to(self.device))
-            mu, cov = feature_stats(f_test)
-            floor = frechet_distance(*feature_stats(f_train), mu, cov)
-            blob = {"mu": torch.from_numpy(mu), "cov": torch.from_numpy(cov), "features": f_test.cpu(),
-                    "fid_real_floor": floor}
+            blob = {}
+            for name, view in (("", binarize), ("_gray", gray)):
+                _, f_test = predict(self.evaluator, view(self.mnist.test_x).to(self.device))
+                _, f_train = predict(self.evaluator, view(self.mnist.train_x[idx]).to(self.device))
+                mu, cov = feature_stats(f_test)
+                blob.update({f"mu{name}": torch.from_numpy(mu), f"cov{name}": torch.from_numpy(cov),
+                             f"fid_real_floor{name}": frechet_distance(*feature_stats(f_train), mu, cov)})
+                if not name:
+                    blob["features"] = f_test.cpu()
             save_torch(blob, path)
         self.test_stats = (blob["mu"].numpy(), blob["cov"].numpy())
+        self.test_stats_gray = (blob["mu_gray"].numpy(), blob["cov_gray"].numpy())
         self.test_features = blob["features"].to(self.device)
-        self.fid_floor = float(blob["fid_real_floor"])
+        self.fid_floor, self.fid_mean_floor = float(blob["fid_real_floor"]), float(blob["fid_real_floor_gray"])
 
     # ----- the loop's interface -----------------------------------------------------------------
     def quota(self, generation: int) -> torch.Tensor:
@@ -167,8 +202,10 @@ class MNISTTask:
         rng = make_generator(self.seed, generation, "verifier_fit", self.device)
         n = self.verifier_train_size
         idx = class_balanced_indices(self.mnist.train_y, n, make_generator(self.seed, generation, "verifier_fit"))
-        real = binarize(self.mnist.train_x[idx]).to(self.device)
-        fake = model.sample(n, rng).x
+        real = (binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
+        # fakes carry the real set's label histogram, so a conditional discriminator cannot tell them by label
+        fake_y = real[1][torch.randperm(n, generator=rng, device=rng.device).to(self.device)]
+        fake = (model.decode(fake_y, rng), fake_y)
         self.verifier.fit(real, fake, rng)
 
     def _flat_verify(self, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -179,25 +216,22 @@ class MNISTTask:
              rng_verify: torch.Generator) -> tuple[Batch, Collected]:
         """This generation's synthetic set x [K, 1, 28, 28], y [K] and what the draw cost."""
         quota = self.quota(generation)
-        filtered = self.policy.filtered and self.verifier is not None
-        ranking = self.verifier is not None and self.verifier.keep_fraction is not None
-        hint = "Lower verifier.threshold or use verifier.keep_fraction (rank instead of threshold)."
-        if filtered and ranking:
-            m = pool_size(int(quota.max()), self.verifier.keep_fraction)
+        v = self.verifier  # None when the policy does not filter (see __init__)
+        if v is not None and v.keep_fraction is not None:
+            # ranking: draw a pool of quota / keep_fraction per class, keep each class's top scores
+            m = pool_size(int(quota.max()), v.keep_fraction)
             x, y = model.propose(m, rng)
-            scores = self.verifier.score(x.reshape(-1, 1, 28, 28), y.reshape(-1)).view(10, m)
+            scores = v.score(x.reshape(-1, 1, 28, 28), y.reshape(-1)).view(10, m)
             sel = rank_select(scores, quota[0])
             col = Collected(x=x[0][sel].unsqueeze(0), y=y[0][sel].unsqueeze(0),
                             proposed=torch.tensor([10 * m]), accepted=sel.sum().view(1).cpu(),
                             first_x=x[0].reshape(-1, 1, 28, 28), first_y=y[0].reshape(-1), first_mask=sel.reshape(-1))
         else:
-            col = collect(model.propose, self._flat_verify if filtered else None, quota, rng,
+            hint = "Lower verifier.threshold or use verifier.keep_fraction (rank instead of threshold)."
+            col = collect(model.propose, self._flat_verify if v is not None else None, quota, rng,
                           max_factor=self.max_factor, max_round_elements=200_000, hint=hint)
-            if not filtered and self.verifier is not None and not ranking:
-                acc = self.verifier(col.x[0], col.y[0], rng_verify)
-                col.accepted, col.first_x, col.first_y, col.first_mask = acc.sum().view(1).cpu(), col.x[0], col.y[0], acc
-            elif not filtered and ranking:
-                col.accepted = None  # a ranking verifier has no per-sample acceptance rate
+            if v is None:
+                col.accepted, col.first_mask = None, None  # nothing was verified: no acceptance rate
         synthetic = Batch(col.x[0], col.y[0])
         agree = label_scores(self.judge, synthetic.x, synthetic.y, self.conditional) >= 0.5
         col.extra = {"verifier_agreement": float(agree.float().mean())}
@@ -216,11 +250,14 @@ class MNISTTask:
             "label_accuracy": float((pred == gen.y).float().mean()) if self.conditional else None,
             "class_entropy": class_entropy(pred),
             "test_nelbo": float(model.batch_nelbo(self.test_x, self.test_y, rng).mean()),
+            # the paper's convention: decoder mean images against the grayscale test images
+            "fid_mean": fid(predict(self.evaluator, model.decode_mean(gen.y, rng))[1], self.test_stats_gray),
         }
 
     def summary_extras(self) -> dict:
-        return {"fid_real_floor": self.fid_floor, "evaluator_test_accuracy": self.evaluator_acc,
-                "judge_test_accuracy": self.judge_acc, "classifier_test_accuracy": self.classifier_acc}
+        return {"fid_real_floor": self.fid_floor, "fid_mean_real_floor": self.fid_mean_floor,
+                "evaluator_test_accuracy": self.evaluator_acc, "judge_test_accuracy": self.judge_acc,
+                "classifier_test_accuracy": self.classifier_acc, "bf16": self.gen_kwargs["bf16"]}
 
     # ----- state and pictures ---------------------------------------------------------------------
     def verifier_state(self) -> dict | None:

@@ -57,36 +57,49 @@ class JudgeVerifier:
 
 
 class DiscriminatorMLP(nn.Module):
-    """The paper's real-vs-synthetic MLP: 784-512-256-128-64-1, LeakyReLU(0.2); outputs a logit."""
+    """The paper's real-vs-synthetic MLP: 784-512-256-128-64-1, LeakyReLU(0.2); outputs a logit.
 
-    def __init__(self) -> None:
+    Conditional (``n_cond`` = 10): the one-hot label is concatenated to the 784 pixels (the authors'
+    NELBO-experiment discriminator), so it judges "is this a real image *of this digit*".
+    """
+
+    def __init__(self, n_cond: int = 0) -> None:
         super().__init__()
-        dims = [784, 512, 256, 128, 64]
-        layers: list[nn.Module] = [nn.Flatten()]
+        dims = [784 + n_cond, 512, 256, 128, 64]
+        layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
         layers.append(nn.Linear(dims[-1], 1))
         self.net = nn.Sequential(*layers)
+        self.n_cond = n_cond
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x [N, 1, 28, 28], y [N] (used when conditional) -> logits [N]."""
+        h = x.flatten(1)
+        if self.n_cond:
+            h = torch.cat([h, F.one_hot(y, self.n_cond).to(h.dtype)], 1)
+        return self.net(h).squeeze(1)
 
 
 class DiscriminatorVerifier:
     """Trained on real vs current samples; ranks candidates by logit and keeps the per-class top fraction."""
 
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
-                 lr: float = 1e-3, progress: bool = True) -> None:
+                 lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True) -> None:
         self.device, self.keep_fraction = device, keep_fraction
         self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
+        self.n_cond = 10 if conditional else 0
+        self.bf16 = bf16 and device.type in ("cpu", "cuda")  # bf16 autocast while training; scores stay fp32
         self.net: DiscriminatorMLP | None = None
         self.fit_stats: dict[str, float] = {}
 
-    def fit(self, real: Tensor, fake: Tensor, rng: torch.Generator) -> dict[str, float]:
-        """real, fake: binary [N, 1, 28, 28]; trains a fresh MLP (BCE on logits), holds out 10% for accuracy."""
-        self.net = DiscriminatorMLP().to(self.device)
-        x = torch.cat([real, fake]).to(self.device)
-        t = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).to(self.device)
+    def fit(self, real: tuple[Tensor, Tensor], fake: tuple[Tensor, Tensor], rng: torch.Generator) -> dict[str, float]:
+        """real, fake: (binary images [N, 1, 28, 28], labels [N]); trains a fresh MLP (BCE on logits),
+        holding out 10% for the accuracy it reports."""
+        self.net = DiscriminatorMLP(self.n_cond).to(self.device)
+        x = torch.cat([real[0], fake[0]]).to(self.device)
+        y = torch.cat([real[1], fake[1]]).to(self.device)
+        t = torch.cat([torch.ones(len(real[0])), torch.zeros(len(fake[0]))]).to(self.device)
         perm = torch.randperm(len(t), generator=rng, device=rng.device).to(self.device)
         n_val = max(1, len(t) // 10)
         val, tr = perm[:n_val], perm[n_val:]
@@ -97,31 +110,34 @@ class DiscriminatorVerifier:
             order = tr[torch.randperm(len(tr), generator=rng, device=rng.device).to(self.device)]
             for i in range(0, len(order), self.batch_size):
                 b = order[i:i + self.batch_size]
-                loss = F.binary_cross_entropy_with_logits(self.net(x[b]), t[b])
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    logit = self.net(x[b], y[b])
+                loss = F.binary_cross_entropy_with_logits(logit.float(), t[b])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         self.net.eval()
-        with torch.no_grad():
-            acc = float(((self.logits(x[val]) > 0).float() == t[val]).float().mean())
+        acc = float(((self.logits(x[val], y[val]) > 0).float() == t[val]).float().mean())
         self.fit_stats = {"discriminator_accuracy": acc}
         log.info("discriminator: held-out real-vs-synthetic accuracy %.3f", acc)
         return self.fit_stats
 
     @torch.no_grad()
-    def logits(self, x: Tensor, batch: int = 8192) -> Tensor:
-        return torch.cat([self.net(x[i:i + batch].to(self.device)) for i in range(0, len(x), batch)])
+    def logits(self, x: Tensor, y: Tensor, batch: int = 8192) -> Tensor:
+        """Logits [N] for images x [N, 1, 28, 28] with labels y [N]."""
+        return torch.cat([self.net(x[i:i + batch].to(self.device), y[i:i + batch].to(self.device))
+                          for i in range(0, len(x), batch)])
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """The logit (not the sigmoid: sigmoids saturate and ties would break the ranking)."""
-        return self.logits(x)
+        return self.logits(x, y)
 
     def state_dict(self) -> dict | None:
         return None if self.net is None else {k: v.cpu() for k, v in self.net.state_dict().items()}
 
     def load_state_dict(self, state: dict | None) -> None:
         if state is not None:
-            self.net = DiscriminatorMLP().to(self.device)
+            self.net = DiscriminatorMLP(self.n_cond).to(self.device)
             self.net.load_state_dict(state)
             self.net.eval()
 

@@ -29,7 +29,7 @@ from collapselab.sweeps import Job, aggregate, find_jobs, long_rows  # noqa: E40
 
 log = logging.getLogger("summarize")
 LINEAR = ["param_error", "center_error", "accept_rate"]
-VAE = ["fid", "test_nelbo", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate"]
+VAE = ["fid", "fid_mean", "test_nelbo", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate"]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

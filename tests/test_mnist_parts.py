@@ -1,4 +1,6 @@
 """MNIST verifiers on hand-made inputs, feature metrics, ranking."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +48,19 @@ def test_classifier_threshold_on_the_conditioning_label():
     assert vu(flat, torch.tensor([0]), torch.Generator()).tolist() == [False]
 
 
+def test_classifier_ranks_by_log_probability_without_ties():
+    net = FixedNet()
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, 0, 0, 2] = torch.tensor([3.0, 4.0, 5.0])  # logit margins 30, 40, 50 nats: p rounds to 1.0 in fp32
+    y = torch.full((3,), 2)
+    v = ClassifierVerifier(net, conditional=True, keep_fraction=0.5)
+    s = v.score(x, y)
+    assert torch.allclose(s, torch.tensor([30.0, 40.0, 50.0]) - math.log(9.0))  # p = 1.0 would tie all three
+    assert v(x, y, torch.Generator()).all()
+    fast = ClassifierVerifier(net, conditional=True, keep_fraction=0.5, bf16=True)
+    assert fast.score(x, y).dtype == torch.float32 and fast.net is not net
+
+
 def test_judge_and_its_reliability():
     x = images_believed([1] * 400)
     y = torch.tensor([1] * 200 + [2] * 200)
@@ -74,18 +89,20 @@ def test_rank_select_and_pool_size():
 
 
 def test_discriminator_learns_and_ranks_by_logit():
+    torch.manual_seed(0)  # the MLP's initialisation: independent of which tests ran before
     g = torch.Generator().manual_seed(0)
     real = (torch.rand(600, 1, 28, 28, generator=g) < 0.1).float()
     fake = (torch.rand(600, 1, 28, 28, generator=g) < 0.5).float()
-    d = DiscriminatorVerifier(torch.device("cpu"), keep_fraction=0.5, epochs=10, progress=False)
-    stats = d.fit(real, fake, g)
+    d = DiscriminatorVerifier(torch.device("cpu"), keep_fraction=0.5, epochs=30, progress=False)
+    labels = torch.zeros(600, dtype=torch.long)
+    stats = d.fit((real, labels), (fake, labels), g)
     assert stats["discriminator_accuracy"] > 0.9
     scores = d.score(torch.cat([real[:10], fake[:10]]), torch.zeros(20, dtype=torch.long))
     assert scores[:10].min() > scores[10:].max()
     state = d.state_dict()
     d2 = DiscriminatorVerifier(torch.device("cpu"))
     d2.load_state_dict(state)
-    assert torch.equal(d2.score(real[:5], None), d.score(real[:5], None))
+    assert torch.equal(d2.score(real[:5], labels[:5]), d.score(real[:5], labels[:5]))
 
 
 def test_frechet_distance_closed_form():

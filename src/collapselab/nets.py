@@ -147,13 +147,28 @@ def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
 
 
 @torch.no_grad()
-def predict(net: SmallCNN, x: Tensor, batch: int = 5000) -> tuple[Tensor, Tensor]:
-    """(softmax probabilities [N, 10], features [N, feat]) for binary images x [N, 1, 28, 28]."""
+def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = False) -> tuple[Tensor, Tensor]:
+    """(logits [N, 10], features [N, feat]) for images x [N, 1, 28, 28]; fp32 unless ``bf16``.
+
+    With ``bf16`` the conv body runs under bf16 autocast on channels-last inputs (2-3x faster on CPUs
+    with native bf16); the head still runs in fp32, so scores do not collapse into bf16 ties.
+    """
     net.eval()
-    probs, feats = [], []
+    logits, feats = [], []
     dev = next(net.parameters()).device
     for i in range(0, len(x), batch):
-        f = net.features(x[i:i + batch].to(dev))
+        xb = x[i:i + batch].to(dev)
+        if bf16:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type if bf16 else "cpu", dtype=torch.bfloat16, enabled=bf16):
+            f = net.features(xb)
+        f = f.float()
         feats.append(f)
-        probs.append(net.head(f).softmax(1))
-    return torch.cat(probs), torch.cat(feats)
+        logits.append(net.head(f))
+    return torch.cat(logits), torch.cat(feats)
+
+
+def predict(net: SmallCNN, x: Tensor, batch: int = 5000) -> tuple[Tensor, Tensor]:
+    """(softmax probabilities [N, 10], features [N, feat]) for binary images x [N, 1, 28, 28], in fp32."""
+    logits, feats = predict_logits(net, x, batch)
+    return logits.softmax(1), feats

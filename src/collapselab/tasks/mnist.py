@@ -132,7 +132,7 @@ class MNISTTask:
         if vname == "classifier":
             net, self.classifier_acc = get_net(classifier_spec(self.verifier_train_size), self.mnist, self.cache_dir,
                                                device, self.progress)
-            self.verifier = ClassifierVerifier(net, self.conditional, **vkw)
+            self.verifier = ClassifierVerifier(net, self.conditional, bf16=self.gen_kwargs["bf16"], **vkw)
         elif vname in ("oracle", "noisy_oracle"):
             self.verifier = JudgeVerifier(self.judge, self.conditional, **vkw)
         elif vname == "discriminator":

@@ -5,6 +5,7 @@ accepted); a *ranking* verifier scores a pool and keeps the per-class top ``keep
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..nets import SmallCNN, predict
+from ..nets import SmallCNN, predict, predict_logits
 from .base import apply_reliability
 
 log = logging.getLogger(__name__)
@@ -27,20 +28,40 @@ def label_scores(net: SmallCNN, x: Tensor, y: Tensor, conditional: bool) -> Tens
     return probs.max(1).values
 
 
+def log_odds(logits: Tensor, y: Tensor) -> Tensor:
+    """log p(y|x) / (1 - p(y|x)) from logits [N, C] (fp32) and labels y [N]: monotone in p, never saturates."""
+    mine = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    rest = logits.scatter(1, y.view(-1, 1), float("-inf")).logsumexp(1)
+    return mine - rest
+
+
 class ClassifierVerifier:
-    """Accept iff the classifier's score >= ``threshold``; with ``keep_fraction`` rank instead."""
+    """Scores the log-odds of the conditioning label; ranks by it (``keep_fraction``) or accepts iff
+    p(label | x) >= ``threshold``.
+
+    Log-odds, not probabilities: a confident classifier gives many candidates p = 1.0 in fp32 (logit
+    margins above ~17), and a ranking of ties would keep an arbitrary subset of them.
+    """
 
     def __init__(self, net: SmallCNN, conditional: bool, threshold: float = 0.9,
-                 keep_fraction: float | None = None) -> None:
-        self.net, self.conditional = net, conditional
+                 keep_fraction: float | None = None, bf16: bool = False) -> None:
+        self.conditional, self.bf16 = conditional, bf16
+        # its own channels-last copy for bf16 scoring: the cached network is shared with other users
+        self.net = copy.deepcopy(net).to(memory_format=torch.channels_last) if bf16 else net
         self.threshold, self.keep_fraction = threshold, keep_fraction
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
-        return label_scores(self.net, x, y, self.conditional)
+        """x [N, 1, 28, 28], y [N] -> log-odds of y (of the most likely class when unconditional), fp32 [N]."""
+        logits, _ = predict_logits(self.net, x, bf16=self.bf16)
+        target = y.to(logits.device) if self.conditional else logits.argmax(1)
+        return log_odds(logits, target)
 
     def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
-        """x [N, 1, 28, 28], y [N] -> bool [N]."""
-        return self.score(x, y) >= self.threshold
+        """x [N, 1, 28, 28], y [N] -> bool [N]: p >= threshold, i.e. log-odds >= log(t / (1 - t))."""
+        t = self.threshold
+        if t <= 0.0 or t >= 1.0:
+            return torch.full((len(y),), t <= 0.0, dtype=torch.bool, device=y.device)
+        return self.score(x, y) >= math.log(t / (1.0 - t))
 
 
 class JudgeVerifier:

@@ -2,6 +2,7 @@
 
     python scripts/summarize.py SWEEP_DIR                         # headline metrics of the sweep's generator
     python scripts/summarize.py SWEEP_DIR --metrics fid test_nelbo
+    python scripts/summarize.py RUN_A RUN_B SWEEP_C --out figs   # several runs / sweeps side by side
     python scripts/summarize.py SWEEP_DIR --heatmap verifier.radius verifier.bias   # one-round gain map (linear)
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
@@ -106,17 +107,17 @@ def heatmap(jobs: list[Job], xkey: str, ykey: str, path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep_dir", type=Path)
+    p.add_argument("sweep_dir", type=Path, nargs="+", help="sweep dir(s) or run dir(s), compared as one set of jobs")
     p.add_argument("--metrics", nargs="+", help="metrics to aggregate and plot (default: the generator's headline)")
-    p.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/summary)")
+    p.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/summary)")
     p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    jobs = find_jobs(a.sweep_dir)
+    jobs = find_jobs(*a.sweep_dir)
     if not jobs:
         log.error("no job directories under %s (looked for .hydra/overrides.yaml and metrics.jsonl)", a.sweep_dir)
         return 2
-    out = a.out or a.sweep_dir / "summary"
+    out = a.out or a.sweep_dir[0] / "summary"
     out.mkdir(parents=True, exist_ok=True)
     counts = {s: sum(j.status == s for j in jobs) for s in ("finished", "unfinished", "failed")}
     log.info("%d jobs: %d finished, %d unfinished, %d failed", len(jobs), *counts.values())
@@ -150,7 +151,7 @@ def main() -> int:
     write_csv(agg_rows, out / "aggregate.csv")
     status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
     (out / "aggregate.md").write_text(
-        f"# Sweep {a.sweep_dir}\n\n{len(jobs)} jobs: {counts['finished']} finished, {counts['unfinished']} "
+        f"# Sweep {' '.join(map(str, a.sweep_dir))}\n\n{len(jobs)} jobs: {counts['finished']} finished, {counts['unfinished']} "
         f"unfinished, {counts['failed']} failed. Cells: mean [95% interval across seeds].\n\n"
         + (f"Not finished:\n{status}\n\n" if status else "") + "\n".join(md))
     if a.heatmap:

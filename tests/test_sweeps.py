@@ -87,6 +87,22 @@ def test_summarize_script_lists_unfinished_and_failed(hand_made_sweep):
     assert (out / "param_error.png").stat().st_size > 5000
 
 
+def test_several_dirs_are_one_set_of_jobs(tmp_path):
+    """Single runs and sweeps compared side by side; the rows' per-stage times become columns."""
+    fake_job(tmp_path / "runA", "job", ["verifier=classifier", "generations=20"], [1.0, 2.0, 3.0], generations=2)
+    fake_job(tmp_path / "sweepB", "k1", ["verifier.keep_fraction=1.0"], [1.0, 4.0, 5.0], generations=2)
+    jobs = find_jobs(tmp_path / "runA", tmp_path / "sweepB")
+    assert sorted(j.label for j in jobs) == ["verifier.keep_fraction=1.0", "verifier=classifier"]
+    (jobs[0].path / "metrics.jsonl").write_text(json.dumps({"generation": 0, "param_error": 1.0,
+                                                            "time": {"fit_s": 2.5}}) + "\n")
+    assert long_rows(find_jobs(tmp_path / "runA"))[0]["time.fit_s"] == 2.5
+    out = tmp_path / "figs"
+    p = subprocess.run([sys.executable, str(SUMMARIZE), str(tmp_path / "runA"), str(tmp_path / "sweepB"),
+                        "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "2 jobs" in (out / "aggregate.md").read_text()
+
+
 def test_sweep_presets_carry_their_sweep():
     for name, key in [("reliability_sweep_linear", "verifier.reliability"), ("paper_linear_longrun", "verifier.bias"),
                       ("paper_mnist_filter_cpu", "verifier.keep_fraction"),

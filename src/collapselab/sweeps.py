@@ -49,11 +49,13 @@ def _parse_overrides(path: Path) -> dict[str, str]:
     return out
 
 
-def find_jobs(sweep_dir: str | Path) -> list[Job]:
-    """Every job directory (one holding .hydra/overrides.yaml or metrics.jsonl) under ``sweep_dir``."""
-    sweep_dir = Path(sweep_dir)
-    dirs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
-    dirs |= {p.parent for p in sweep_dir.glob("**/metrics.jsonl")}
+def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
+    """Every job directory (one holding .hydra/overrides.yaml or metrics.jsonl) under the ``sweep_dirs``
+    (several sweeps or single runs are compared as one set of jobs)."""
+    dirs: set[Path] = set()
+    for sweep_dir in map(Path, sweep_dirs):
+        dirs |= {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+        dirs |= {p.parent for p in sweep_dir.glob("**/metrics.jsonl")}
     jobs = []
     for d in sorted(dirs):
         ov_path = d / ".hydra" / "overrides.yaml"

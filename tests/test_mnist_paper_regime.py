@@ -182,7 +182,7 @@ def test_defaults_are_in_the_papers_regime():
 
 # ----- every preset runs (real MNIST, sizes scaled down) ------------------------------------------------------
 SCALE_VAE = ["data.eval_samples=500", "data.pr_samples=200", "policy.n_synthetic=200", "policy.growth=100",
-             "generator.epochs=10", "generator.patience=2", "generator.min_steps=100"]
+             "generator.patience=5", "generator.min_steps=400"]  # a generation-0 CVAE good enough for the judge
 
 
 def sweep_points(preset: str) -> list[list[str]]:

@@ -47,7 +47,7 @@ def fmt(v: float) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
 
-def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path) -> None:
+def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, series) in enumerate(sorted(agg.items())):
@@ -68,6 +68,8 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
         ax.plot([], [], "k*", ms=10, label="theory: one round")
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
+    if logy:
+        ax.set_yscale("log")
     ax.set_title(f"{metric}: mean and 95% interval across seeds")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -109,6 +111,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", type=Path, nargs="+", help="sweep dir(s) or run dir(s), compared as one set of jobs")
     p.add_argument("--metrics", nargs="+", help="metrics to aggregate and plot (default: the generator's headline)")
+    p.add_argument("--logy", nargs="+", metavar="METRIC", help="metrics to draw on a log scale")
     p.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/summary)")
     p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
     a = p.parse_args()
@@ -147,7 +150,7 @@ def main() -> int:
             md.append(f"| {label} | {g0} | {g1} | {cell(series[-1])} (gen {series[-1]['generation']}) "
                       f"| {series[-1]['n']} |")
         md.append("")
-        plot_metric(jobs, metric, agg, out / f"{metric}.png")
+        plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []))
     write_csv(agg_rows, out / "aggregate.csv")
     status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
     (out / "aggregate.md").write_text(

@@ -12,6 +12,7 @@ evaluation. Run it on a quiet machine: another job on the same cores changes eve
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 import time
@@ -73,8 +74,6 @@ def throughput(task, device: torch.device, bf16: bool, n_train: int, n_sample: i
 def one_generation(cfg: dict) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         run({**cfg, "generations": 1}, Path(tmp))
-        import json
-
         return [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
 
 

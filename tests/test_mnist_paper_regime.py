@@ -1,6 +1,7 @@
 """The MNIST study in the paper's regime: precision (bf16), verifier sizes, the conditional discriminator,
 unused verifiers, the decoder-mean FID, and every preset running one generation (slow)."""
 import itertools
+import json
 import math
 
 import pytest
@@ -106,7 +107,7 @@ def test_vae_run_at_each_precision_on_cpu(tmp_path, fake_root, bf16):  # noqa: F
                                       "verifier.train_size=500"], tmp_path)
     assert all(math.isfinite(r["test_nelbo"]) and math.isfinite(r["fid"]) and math.isfinite(r["fid_mean"])
                for r in rows)
-    summary_bf16 = __import__("json").loads((tmp_path / "summary.json").read_text())["bf16"]
+    summary_bf16 = json.loads((tmp_path / "summary.json").read_text())["bf16"]
     assert summary_bf16 == {"true": True, "false": False, "auto": D.native_bf16(torch.device("cpu"))}[bf16]
 
 
@@ -167,7 +168,7 @@ def test_rows_hold_both_fids_and_stage_times(tmp_path, fake_root):  # noqa: F811
     assert set(rows[0]["time"]) == {"fit_s", "eval_s"}
     assert set(rows[1]["time"]) == {"verifier_fit_s", "draw_s", "fit_s", "eval_s"}
     assert sum(rows[1]["time"].values()) <= rows[1]["wall_s"] + 1e-3
-    summary = __import__("json").loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["fid_mean_real_floor"] > 0
 
 

@@ -59,6 +59,11 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def bf16_autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on ``device`` when ``enabled``; a no-op context otherwise (whatever the device)."""
+    return torch.autocast(device.type if enabled else "cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
 def resolve_bf16(setting: object, device: torch.device, key: str = "generator.bf16") -> bool:
     """Map auto|true|false to whether bf16 autocast is used on ``device`` (auto: where it is native)."""
     if isinstance(setting, str) and setting.strip().lower() == "auto":

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_torch, save_torch
 from .data.mnist import MNIST, binarize, class_balanced_indices
+from .device import bf16_autocast
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = Fal
         xb = x[i:i + batch].to(dev)
         if bf16:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type if bf16 else "cpu", dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(dev, bf16):
             f = net.features(xb)
         f = f.float()
         feats.append(f)

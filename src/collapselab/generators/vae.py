@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..batch import Batch
+from ..device import bf16_autocast
 from ..errors import RunError
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,7 @@ class VAEGenerator:
         self.sampling = sampling  # bernoulli: pixel ~ Bernoulli(p); threshold: pixel = [p >= 0.5]
 
     def _autocast(self, enabled: bool | None = None):
-        on = self.amp if enabled is None else enabled
-        return torch.autocast(self.device.type if on else "cpu", dtype=torch.bfloat16, enabled=on)
+        return bf16_autocast(self.device, self.amp if enabled is None else enabled)
 
     @torch.no_grad()
     def batch_nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None, batch: int = 2000,

@@ -10,7 +10,7 @@ from torchvision.utils import make_grid
 from ..batch import Batch
 from ..checkpoint import load_torch, save_torch
 from ..config import get, require_choice, require_int, require_number
-from ..data.mnist import binarize, gray, class_balanced_indices, load_mnist, pack_bits, unpack_bits
+from ..data.mnist import binarize, class_balanced_indices, gray, load_mnist, pack_bits, unpack_bits
 from ..device import native_bf16, resolve_bf16
 from ..errors import ConfigError
 from ..generators.vae import VAEGenerator

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..device import bf16_autocast
 from ..nets import SmallCNN, predict, predict_logits
 from .base import apply_reliability
 
@@ -131,7 +132,7 @@ class DiscriminatorVerifier:
             order = tr[torch.randperm(len(tr), generator=rng, device=rng.device).to(self.device)]
             for i in range(0, len(order), self.batch_size):
                 b = order[i:i + self.batch_size]
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                with bf16_autocast(self.device, self.bf16):
                     logit = self.net(x[b], y[b])
                 loss = F.binary_cross_entropy_with_logits(logit.float(), t[b])
                 opt.zero_grad(set_to_none=True)

@@ -192,3 +192,30 @@ def test_launchers_compose(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.sweep.subdir == "generator=linear"  # named by the overrides
     assert "generations" in cfg.hydra.job.config.override_dirname.exclude_keys
+
+
+def test_one_list_of_non_result_keys(tmp_path):
+    """Sweep folder names, resume's config check and summaries read collapselab.config.NON_RESULT_KEYS."""
+    from hydra import compose, initialize_config_dir
+
+    from collapselab.config import NON_RESULT_KEYS, diff_configs
+    from collapselab.sweeps import NOT_A_SETTING
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["generator=linear"], return_hydra_config=True)
+    assert list(cfg.hydra.job.config.override_dirname.exclude_keys) == list(NON_RESULT_KEYS)
+    assert set(NON_RESULT_KEYS) < set(NOT_A_SETTING)
+    a = compose_cfg(["generator=linear"])
+    b = compose_cfg(["generator=linear", "samples_every=0", "keep_synthetic=false", "generations=3"])
+    assert diff_configs(a, b) == []
+    # the samples_every case: a sweep re-run with another samples_every continues the same job folders
+    sweep = tmp_path / "sweep"
+    base = ["-m", "generator=linear", "replicates=4", "progress=false", f"hydra.sweep.dir={sweep}",
+            "verifier.bias=0.1,0.2"]
+    first = run_train(*base, "generations=1", "samples_every=0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_train(*base, "generations=2", "samples_every=1", "keep_synthetic=false")
+    assert again.returncode == 0, again.stderr[-2000:]
+    jobs = find_jobs(sweep)
+    assert sorted(j.path.name for j in jobs) == [f"generator=linear,replicates=4,verifier.bias={b}" for b in (0.1, 0.2)]
+    assert all(j.status == "finished" and len(j.rows) == 3 for j in jobs)

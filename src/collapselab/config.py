@@ -5,8 +5,13 @@ from typing import Any
 
 from .errors import ConfigError
 
-# Keys that may change when a run is resumed (they do not change the numbers).
-RESUME_MAY_DIFFER = ("generations", "resume", "device", "progress", "data.root", "data.source")
+# The one list of keys that never change a run's numbers: resume accepts new values for them, sweep job
+# folders are named without them (conf/config.yaml reads this list through a resolver), and summaries
+# do not treat them as part of a setting. `generations` only says how far to go; `keep_synthetic`
+# stores what `regenerate_synthetic` can redraw exactly; `data.source` picks where the same MNIST files
+# come from (`fake` is for tests and is told apart by the data's own key).
+NON_RESULT_KEYS = ("generations", "resume", "device", "progress", "samples_every", "keep_synthetic",
+                   "data.root", "data.source")
 
 
 def _is_int(v: Any) -> bool:
@@ -80,7 +85,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = RESUME_MAY_DIFFER) -> list[str]:
+def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = NON_RESULT_KEYS) -> list[str]:
     """Dotted keys whose values differ between two configs (ignoring resume-safe keys)."""
     a, b = flatten(stored), flatten(current)
     keys = sorted(set(a) | set(b))

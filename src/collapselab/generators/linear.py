@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from ..batch import Batch
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 
 
 class LinearGenerator:
@@ -13,7 +13,7 @@ class LinearGenerator:
 
     def __init__(self, directions: Tensor, noise_std: float, replicates: int, design: str = "singular") -> None:
         if design not in ("singular", "gaussian"):
-            raise ValueError(f"unknown design {design!r}")
+            raise ConfigError(f"generator.design={design!r} is invalid: choose singular or gaussian")
         self.directions = directions  # [d, d]
         self.noise_std = float(noise_std)
         self.design = design

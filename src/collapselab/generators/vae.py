@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..batch import Batch
-from ..device import bf16_autocast
-from ..errors import RunError
+from ..config import require_choice, require_int, require_number
+from ..device import bf16_autocast, native_bf16, resolve_bf16
+from ..errors import ConfigError, RunError
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,26 @@ class VAEGenerator:
 
     def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
                  epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, patience: int = 5,
-                 val_fraction: float = 0.1, bf16: bool = False, progress: bool = True,
+                 val_fraction: float = 0.1, bf16: bool | str = False, progress: bool = True,
                  sampling: str = "bernoulli", lr_schedule: str = "constant", min_steps: int = 0) -> None:
+        """Keyword arguments are conf/generator/vae.yaml's keys (checked here, each error naming its key);
+        ``device`` and ``progress`` come from the study."""
+        v = {"generator": dict(arch=arch, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
+                               patience=patience, sampling=sampling, lr_schedule=lr_schedule, min_steps=min_steps,
+                               val_fraction=val_fraction)}
+        require_choice(v, "generator.arch", ("conv", "mlp"))
+        for key, lo in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1), ("min_steps", 0)):
+            require_int(v, f"generator.{key}", lo)
+        require_number(v, "generator.lr", 0.0, lo_open=True)
+        require_number(v, "generator.val_fraction", 0.0, 0.5)
+        require_choice(v, "generator.sampling", ("bernoulli", "threshold"))
+        require_choice(v, "generator.lr_schedule", ("constant", "onecycle"))
+        if not isinstance(conditional, bool):
+            raise ConfigError(f"generator.conditional={conditional!r} is invalid: choose true or false")
+        if bf16 is True and not native_bf16(device):
+            log.warning("generator.bf16=true on a %s without native bf16: it runs emulated (slow); "
+                        "generator.bf16=auto turns it on only where it is fast", device.type)
+        bf16 = resolve_bf16(bf16, device)
         self.device = device
         self.model = VAE(arch, latent_dim, conditional).to(device)
         self.conditional = conditional

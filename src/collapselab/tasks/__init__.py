@@ -1,20 +1,27 @@
-"""Tasks bind a generator, its data, its verifiers and its metrics for the generation loop."""
+"""Studies (tasks) bind a generator, its data, its verifiers and its metrics for the generation loop.
+
+The generator's YAML names its study by a dotted class path (``study: collapselab.tasks.mnist.MNISTTask``);
+a study is built as ``Study(cfg, device, policy)`` and follows ``collapselab.interfaces.Study``.
+"""
 from __future__ import annotations
 
 import torch
+from hydra.utils import get_class
 
 from ..errors import ConfigError
+from ..interfaces import Policy
 
 
-def build_task(cfg: dict, device: torch.device):
-    """The task for ``generator.name``; checks that data and verifier fit it."""
-    name = cfg["generator"]["name"]
-    if name == "linear":
-        from .linear import LinearTask
-
-        return LinearTask(cfg, device)
-    if name == "vae":
-        from .mnist import MNISTTask
-
-        return MNISTTask(cfg, device)
-    raise ConfigError(f"generator={name!r} is unknown: choose generator=vae or generator=linear")
+def build_task(cfg: dict, device: torch.device, policy: Policy):
+    """The study named by ``cfg["study"]``; it checks that data, generator and verifier fit it."""
+    path = cfg.get("study")
+    gen = (cfg.get("generator") or {}).get("name", "?")
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"generator={gen} names no study: its YAML needs `study: package.module.StudyClass` "
+                          "(e.g. collapselab.tasks.mnist.MNISTTask)")
+    try:
+        cls = get_class(path)
+    except Exception as e:  # ImportError, AttributeError, or not a class
+        raise ConfigError(f"study={path!r} (from generator={gen}) cannot be imported: "
+                          f"{str(e).splitlines()[0].split(', set env var')[0]}") from None
+    return cls(cfg, device, policy)

@@ -18,15 +18,15 @@ from ..config import get, require_choice, require_int, require_number  # noqa: E
 from ..data.linear import DTYPE, make_linear_data  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
+from ..components import build  # noqa: E402
 from ..generators.linear import LinearGenerator  # noqa: E402
-from ..policies import POLICIES  # noqa: E402
+from ..interfaces import Policy, load_state, state_of  # noqa: E402
 from ..rng import make_generator  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
 from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-VERIFIERS = ("none", "oracle", "noisy_oracle")
 HEADLINE = ("param_error", "center_error", "theory_param_error", "accept_rate")
 
 
@@ -44,7 +44,7 @@ class LinearTask:
     name = "linear"
     headline = HEADLINE
 
-    def __init__(self, cfg: dict, device: torch.device) -> None:
+    def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
         if device.type == "mps":
             raise ConfigError("generator=linear runs in float64, which MPS lacks: use device=cpu or device=cuda")
         if get(cfg, "data.name") != "linear":
@@ -53,11 +53,6 @@ class LinearTask:
                 "(generator=linear selects data=linear)"
             )
         vname = get(cfg, "verifier.name")
-        if vname not in VERIFIERS:
-            raise ConfigError(
-                f"verifier={vname} does not fit generator=linear: the linear generator works with "
-                f"verifier={'|'.join(VERIFIERS)} (verifier={vname} needs generator=vae)"
-            )
         self.dim = require_int(cfg, "data.dim", 1)
         self.n_real = require_int(cfg, "data.n_real", 1)
         if self.n_real < self.dim:
@@ -65,7 +60,7 @@ class LinearTask:
         self.sigma = require_number(cfg, "data.noise_std", 0.0, lo_open=True)
         theta_star = require_number(cfg, "data.theta_star")
         self.design = require_choice(cfg, "generator.design", ("singular", "gaussian"))
-        self.policy = POLICIES[cfg["policy"]["name"]]
+        self.policy = policy
         self.replicates = int(cfg["replicates"])
         self.seed = int(cfg["seed"])
         self.device = device
@@ -83,18 +78,25 @@ class LinearTask:
                                      make_generator(self.seed, 0, "data")).to(device)
         self.real = self.data.real
 
+        self.gen_node = cfg["generator"]
+        self.new_generator(0)  # checks the generator's keys now, not after generation 0
+
         self.verifier_name = vname
-        self.verifier: CenterVerifier | None = None
         self.radius = self.bias = None
         self.reliability = 1.0
-        if vname != "none":
-            self.radius = require_number(cfg, "verifier.radius", 0.0, lo_open=True,
-                                         hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
-            self.reliability = require_number(cfg, "verifier.reliability", 0.0, 1.0)
-            self.bias = require_number(cfg, "verifier.bias") if vname == "noisy_oracle" else 0.0
-            u = unit_vector(self.dim, make_generator(self.seed, 0, "center")).to(device)
-            center = self.data.theta_star + self.bias * u
-            self.verifier = CenterVerifier(center, self.radius, self.sigma, self.reliability)
+        self.theory_applies = False  # set by oracle(): the closed forms describe the centre verifier only
+        self.verifier = None if vname == "none" else build(cfg["verifier"], "verifier", study=self)
+
+    def oracle(self, radius: float, reliability: float, bias: float, **_unused) -> CenterVerifier:
+        """The centre verifier theta_c = theta* + bias * u (u a seeded unit vector) with radius r."""
+        v = {"verifier": {"radius": radius, "reliability": reliability, "bias": bias}}
+        self.radius = require_number(v, "verifier.radius", 0.0, lo_open=True,
+                                     hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
+        self.reliability = require_number(v, "verifier.reliability", 0.0, 1.0)
+        self.bias = require_number(v, "verifier.bias")
+        u = unit_vector(self.dim, make_generator(self.seed, 0, "center")).to(self.device)
+        self.theory_applies = True
+        return CenterVerifier(self.data.theta_star + self.bias * u, self.radius, self.sigma, self.reliability)
 
     # ----- the loop's interface -------------------------------------------------------------
     def quota(self, generation: int) -> int:
@@ -102,7 +104,8 @@ class LinearTask:
         return self.n_synthetic + self.growth * (generation - 1)
 
     def new_generator(self, generation: int) -> LinearGenerator:
-        return LinearGenerator(self.data.directions, self.sigma, self.replicates, self.design)
+        return build(self.gen_node, "generator", directions=self.data.directions, noise_std=self.sigma,
+                     replicates=self.replicates)
 
     def prepare_verifier(self, model: LinearGenerator, generation: int) -> None:
         """Linear verifiers do not train."""
@@ -127,8 +130,9 @@ class LinearTask:
         err = (model.theta - self.data.theta_star).pow(2).sum(-1)
         row: dict[str, float | None] = {}
         row["param_error"], row["param_error_se"] = _mean_se(err)
-        if self.verifier is not None:
-            cerr = (model.theta - self.verifier.center).pow(2).sum(-1)
+        center = getattr(self.verifier, "center", None)
+        if center is not None:  # a verifier with a knowledge centre theta_c
+            cerr = (model.theta - center).pow(2).sum(-1)
             row["center_error"], row["center_error_se"] = _mean_se(cerr)
         row["theory_param_error"] = self.theory_param_error(generation)
         return row
@@ -148,7 +152,7 @@ class LinearTask:
         if generation == 0:
             return base
         unfiltered = (not self.policy.filtered) or self.verifier is None
-        if self.policy.with_real or self.growth:
+        if self.policy.with_real or self.growth or not (unfiltered or self.theory_applies):
             return None
         if unfiltered:
             return base + generation * theory.replace_growth(self.dim, self.n_synthetic, self.sigma, self.design)
@@ -158,7 +162,7 @@ class LinearTask:
 
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": theory.real_only_risk(self._mu, self.sigma)}
-        if (self.verifier is not None and self.policy.filtered and not self.policy.with_real
+        if (self.theory_applies and self.policy.filtered and not self.policy.with_real
                 and self.design == "singular" and self.reliability == 1.0 and not self.growth):
             dist = float((self.verifier.center - self.data.theta_star).pow(2).sum())
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
@@ -169,11 +173,10 @@ class LinearTask:
 
     # ----- state and pictures --------------------------------------------------------------
     def verifier_state(self) -> dict | None:
-        return None if self.verifier is None else self.verifier.state_dict()
+        return state_of(self.verifier)
 
     def load_verifier_state(self, state: dict | None) -> None:
-        if state is not None and self.verifier is not None:
-            self.verifier.load_state_dict(state)
+        load_state(self.verifier, state)
 
     def pack_synthetic(self, batch: Batch) -> dict:
         return {"x": batch.x.cpu(), "y": batch.y.cpu()}
@@ -202,7 +205,7 @@ class LinearTask:
         idx = np.arange(self.dim)
         ax1.bar(idx - 0.2, model.theta[0].cpu().numpy(), width=0.4, label="theta_t (chain 0)")
         ax1.scatter(idx, ts.cpu().numpy(), c="k", marker="_", s=200, label="theta*")
-        if self.verifier is not None:
+        if getattr(self.verifier, "center", None) is not None and self.verifier.center.dim() == 1:
             ax1.scatter(idx + 0.2, self.verifier.center.cpu().numpy(), c="tab:orange", marker="x", label="theta_c")
         ax1.set_xlabel("coordinate")
         ax1.set_title("fit")

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..config import get, require_choice, require_int, require_number
 from ..device import bf16_autocast
-from ..nets import SmallCNN, predict, predict_logits
+from ..errors import ConfigError
+from ..nets import SmallCNN, classifier_spec, predict, predict_logits
 from .base import apply_reliability
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class ClassifierVerifier:
         # its own channels-last copy for bf16 scoring: the cached network is shared with other users
         self.net = copy.deepcopy(net).to(memory_format=torch.channels_last) if bf16 else net
         self.threshold, self.keep_fraction = threshold, keep_fraction
+
+    def state_dict(self) -> None:
+        return None  # the network is cached under <data.root>/nets and rebuilt from the config
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """x [N, 1, 28, 28], y [N] -> log-odds of y (of the most likely class when unconditional), fp32 [N]."""
@@ -106,14 +111,22 @@ class DiscriminatorMLP(nn.Module):
 class DiscriminatorVerifier:
     """Trained on real vs current samples; ranks candidates by logit and keeps the per-class top fraction."""
 
+    fits_on_synthetic = True  # the study calls fit(real, fake, rng) when fit_due()
+
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
-                 lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True) -> None:
+                 lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True,
+                 fit_size: int = 60000, refit: str = "every_generation") -> None:
         self.device, self.keep_fraction = device, keep_fraction
         self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
+        self.fit_size, self.refit = fit_size, refit
         self.n_cond = 10 if conditional else 0
         self.bf16 = bf16 and device.type in ("cpu", "cuda")  # bf16 autocast while training; scores stay fp32
         self.net: DiscriminatorMLP | None = None
         self.fit_stats: dict[str, float] = {}
+
+    def fit_due(self) -> bool:
+        """Train every generation, or only the first time (refit=once)."""
+        return self.net is None or self.refit == "every_generation"
 
     def fit(self, real: tuple[Tensor, Tensor], fake: tuple[Tensor, Tensor], rng: torch.Generator) -> dict[str, float]:
         """real, fake: (binary images [N, 1, 28, 28], labels [N]); trains a fresh MLP (BCE on logits),
@@ -175,3 +188,49 @@ def rank_select(scores: Tensor, quota: Tensor) -> Tensor:
 def pool_size(quota: int, keep_fraction: float) -> int:
     """Candidates to draw per class so that the top ``keep_fraction`` holds ``quota``."""
     return int(math.ceil(quota / keep_fraction - 1e-9))
+
+
+# ----- built from conf/verifier/*.yaml (``_target_``), with the running study passed as ``study`` -----
+def _mnist_study(study, name: str):
+    if not hasattr(study, "trained_net"):
+        raise ConfigError(f"verifier={name} does not fit generator={study.name}: it scores MNIST images "
+                          "(use it with generator=vae)")
+    return study
+
+
+def _keep_fraction(v: dict) -> float | None:
+    if get(v, "verifier.keep_fraction") is None:
+        return None
+    return require_number(v, "verifier.keep_fraction", 0.0, 1.0, lo_open=True)
+
+
+def classifier(study, threshold: float = 0.9, keep_fraction: float | None = 0.1,
+               train_size: int | None = None) -> ClassifierVerifier:
+    """A classifier trained (and cached) on ``train_size`` real images, scoring the label's log-odds."""
+    _mnist_study(study, "classifier")
+    v = {"verifier": {"threshold": threshold, "keep_fraction": keep_fraction}}
+    threshold = require_number(v, "verifier.threshold", 0.0, 1.0)
+    n = study.check_train_size(train_size)
+    net, study.classifier_acc = study.trained_net(classifier_spec(n))
+    return ClassifierVerifier(net, study.conditional, threshold=threshold, keep_fraction=_keep_fraction(v),
+                              bf16=study.bf16)
+
+
+def discriminator(study, keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,
+                  refit: str = "every_generation", epochs: int = 3) -> DiscriminatorVerifier:
+    """The paper's real-vs-synthetic MLP, ranked per class; trained by the study every generation (or once)."""
+    _mnist_study(study, "discriminator")
+    v = {"verifier": {"keep_fraction": keep_fraction, "refit": refit, "epochs": epochs}}
+    n = study.check_train_size(train_size)
+    refit = require_choice(v, "verifier.refit", ("every_generation", "once"))
+    kf = _keep_fraction(v)
+    if kf is None:
+        raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
+    if not isinstance(conditional, bool):
+        raise ConfigError(f"verifier.conditional={conditional!r} is invalid: choose true or false")
+    if conditional and not study.conditional:
+        raise ConfigError("verifier.conditional=true needs labelled samples: it does not fit "
+                          "generator.conditional=false (use verifier.conditional=false)")
+    return DiscriminatorVerifier(study.device, keep_fraction=kf, epochs=require_int(v, "verifier.epochs", 1),
+                                 conditional=conditional, bf16=study.bf16, progress=study.progress, fit_size=n,
+                                 refit=refit)

@@ -1,0 +1,109 @@
+"""The written interfaces: what the loop and the studies need from a generator, verifier, policy and study.
+
+The loop and the studies call these methods and read these attributes, never a concrete class, so a
+researcher's own class plugs in by naming it as ``_target_`` in a YAML (see README, "Extending
+collapselab"). Shapes: ``R`` replicate chains (1 for MNIST), ``G`` quota groups (classes, singular
+directions, or 1), ``m`` candidates per group, ``N`` samples, ``*feat`` one sample's shape.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from .batch import Batch
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A model refitted every generation. Built by its study with call-site kwargs (device, data shapes)."""
+
+    def fit(self, train: Batch, rng: torch.Generator) -> dict[str, float]:
+        """Fit on ``train`` (x [*lead, N, *feat], y [*lead, N]); returns training statistics for the row."""
+
+    def propose(self, m: int, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """m candidates per chain and group: x broadcastable to [R, G, m, *feat], y [R, G, m]."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers only (checkpoints load with ``weights_only=True``)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Judges candidates. Built with ``study=`` (the running study: its data, device, nets) plus YAML kwargs.
+
+    Two modes, told by ``keep_fraction``:
+    - ``None``: per-sample verdicts, ``__call__(x, y, rng) -> bool`` shaped like y; the study draws until
+      every group has its quota of accepted candidates;
+    - a float in (0, 1]: ranking, ``score(x, y) -> float`` shaped like y; the study draws
+      quota / keep_fraction candidates per group and keeps each group's top scores.
+    Optional: ``fits_on_synthetic = True`` with ``fit_due() -> bool`` and ``fit(real, fake, rng)`` for a
+    verifier trained on real vs the current generator's samples each generation (``fit_size`` real
+    samples); ``state_dict`` / ``load_state_dict`` for what must survive a resume.
+    """
+
+    keep_fraction: float | None
+
+    def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor: ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """How a generation's training set is built. ``filtered``: draw through the verifier; ``accumulate``:
+    keep every earlier synthetic set; ``with_real``: include the real data."""
+
+    name: str
+    filtered: bool
+    accumulate: bool
+    with_real: bool
+
+    def next_training_set(self, real: Batch, synthetic: Batch, history: list[Batch]) -> Batch: ...
+
+
+@runtime_checkable
+class Study(Protocol):
+    """Binds data, generator, verifier and metrics (the Evaluator) for the loop. Built as
+    ``<cfg.study>(cfg, device)``; every config value it reads is checked in its constructor."""
+
+    headline: tuple[str, ...]  # metrics shown in the end-of-run table and the progress bar
+    real: Batch  # generation 0's training set
+
+    def new_generator(self, generation: int) -> Generator: ...
+
+    def prepare_verifier(self, model: Generator, generation: int) -> None:
+        """Train the verifier for this generation when it learns from the current generator."""
+
+    def draw(self, model: Generator, generation: int, rng: torch.Generator, rng_verify: torch.Generator):
+        """(synthetic Batch, sampling.Collected) for this generation."""
+
+    def evaluate(self, model: Generator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
+        """The study's metrics of one generation (None where a metric does not apply)."""
+
+    def save_samples(self, path: Path, model: Generator, generation: int, col, tb) -> None: ...
+
+    def summary_extras(self) -> dict: ...
+
+    def verifier_state(self) -> dict | None: ...
+
+    def load_verifier_state(self, state: dict | None) -> None: ...
+
+    def pack_synthetic(self, batch: Batch) -> dict: ...
+
+    def unpack_synthetic(self, state: dict) -> Batch: ...
+
+
+def state_of(component: object) -> dict | None:
+    """``component.state_dict()`` when it has one (verifiers may be stateless)."""
+    fn = getattr(component, "state_dict", None)
+    return fn() if callable(fn) else None
+
+
+def load_state(component: object, state: dict | None) -> None:
+    """``component.load_state_dict(state)`` when both exist."""
+    fn = getattr(component, "load_state_dict", None)
+    if state is not None and callable(fn):
+        fn(state)

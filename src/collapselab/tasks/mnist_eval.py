@@ -1,0 +1,98 @@
+"""The MNIST study's evaluator: metrics in a self-trained network's feature space, and the pictures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid
+
+from ..checkpoint import load_torch, save_torch
+from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, binarize, gray
+from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
+from ..nets import EVALUATOR, SmallCNN, predict
+from ..plotting import save_image_grid
+from ..rng import derive_seed
+from ..sampling import Collected
+
+
+class MNISTEvaluator:
+    """FID (samples and decoder means), precision/recall, label accuracy, class entropy, test NELBO."""
+
+    def __init__(self, net: SmallCNN, mnist: MNIST, cache_dir: Path, device: torch.device, eval_samples: int,
+                 pr_samples: int) -> None:
+        self.net, self.device = net, device
+        self.eval_samples, self.pr_samples = eval_samples, min(pr_samples, eval_samples, len(mnist.test_y))
+        self.test_x, self.test_y = binarize(mnist.test_x).to(device), mnist.test_y.to(device)
+        blob = self._real_stats(mnist, cache_dir)
+        self.test_stats = (blob["mu"].numpy(), blob["cov"].numpy())
+        self.test_stats_gray = (blob["mu_gray"].numpy(), blob["cov_gray"].numpy())
+        self.test_features = blob["features"].to(device)
+        self.fid_floor, self.fid_mean_floor = float(blob["fid_real_floor"]), float(blob["fid_real_floor_gray"])
+
+    def _real_stats(self, mnist: MNIST, cache_dir: Path) -> dict:
+        """Evaluator statistics of the 10k test images, binarised (for sample FID) and grayscale (for the
+        decoder-mean FID), and the FID floors of a real-vs-real split; cached."""
+        path = cache_dir / f"{EVALUATOR.key(mnist.key)}-test-stats-v2.pt"
+        if path.exists():
+            return load_torch(path)
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(mnist.train_y), generator=g)[:len(mnist.test_y)]
+        blob = {}
+        for name, view in (("", binarize), ("_gray", gray)):
+            _, f_test = predict(self.net, view(mnist.test_x).to(self.device))
+            _, f_train = predict(self.net, view(mnist.train_x[idx]).to(self.device))
+            mu, cov = feature_stats(f_test)
+            blob.update({f"mu{name}": torch.from_numpy(mu), f"cov{name}": torch.from_numpy(cov),
+                         f"fid_real_floor{name}": frechet_distance(*feature_stats(f_train), mu, cov)})
+            if not name:
+                blob["features"] = f_test.cpu()
+        save_torch(blob, path)
+        return blob
+
+    @torch.no_grad()
+    def __call__(self, model, rng: torch.Generator) -> dict[str, float | None]:
+        """The metrics of one generator. ``test_nelbo`` needs ``model.batch_nelbo`` and ``fid_mean`` needs
+        ``model.decode_mean`` (null for generators without a likelihood or a mean image)."""
+        conditional = getattr(model, "conditional", True)
+        gen = model.sample(self.eval_samples, rng)
+        probs, feats = predict(self.net, gen.x)
+        pred = probs.argmax(1)
+        prec, rec = precision_recall(self.test_features[: self.pr_samples], feats[: self.pr_samples], k=3)
+        nelbo = getattr(model, "batch_nelbo", None)
+        mean = getattr(model, "decode_mean", None)
+        return {
+            "fid": fid(feats, self.test_stats),
+            "precision": prec,
+            "recall": rec,
+            "label_accuracy": float((pred == gen.y).float().mean()) if conditional else None,
+            "class_entropy": class_entropy(pred),
+            "test_nelbo": float(nelbo(self.test_x, self.test_y, rng).mean()) if nelbo else None,
+            # the paper's convention: decoder mean images against the grayscale test images
+            "fid_mean": fid(predict(self.net, mean(gen.y, rng))[1], self.test_stats_gray) if mean else None,
+        }
+
+
+def save_samples(path: Path, model, seed: int, generation: int, col: Collected | None, verified: bool, tb,
+                 device: torch.device) -> None:
+    """samples.png: a row per class; verdicts.png: accepted (left) beside rejected (right) per class."""
+    g = torch.Generator(device=device).manual_seed(derive_seed(seed, generation, "eval") ^ 1)
+    y = torch.arange(N_CLASSES, device=device).repeat_interleave(10)
+    grid = make_grid(model.decode(y, g).cpu(), nrow=10, padding=2, pad_value=0.5)
+    save_image_grid(grid, path)
+    tb.log_image("samples", grid, generation)
+    if col is None or not verified or col.first_mask is None:
+        return
+    rows, per_side = [], 8
+    blank = torch.full(IMAGE_SHAPE, 0.5)
+    first_x, first_y, mask = col.first_x.cpu(), col.first_y.cpu(), col.first_mask.cpu()
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.cat([t, blank.expand(per_side - len(t), *IMAGE_SHAPE)]) if len(t) < per_side else t
+
+    for c in range(N_CLASSES):
+        in_c = first_y == c
+        rows.append(torch.cat([pad(first_x[in_c & mask][:per_side]), blank.unsqueeze(0),
+                               pad(first_x[in_c & ~mask][:per_side])]))
+    vgrid = make_grid(torch.cat(rows), nrow=2 * per_side + 1, padding=2, pad_value=0.5)
+    save_image_grid(vgrid, path.parent / "verdicts.png")
+    tb.log_image("verdicts", vgrid, generation)

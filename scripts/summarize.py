@@ -47,6 +47,17 @@ def fmt(v: float) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
 
+def theory_line(jobs: list[Job], label: str, metric: str) -> dict[int, float]:
+    """generation -> the mean of the rows' ``theory_<metric>`` over the setting's jobs (where one applies)."""
+    vals: dict[int, list[float]] = {}
+    for j in jobs:
+        if j.label == label:
+            for r in j.rows:
+                if r.get(f"theory_{metric}") is not None:
+                    vals.setdefault(r["generation"], []).append(r[f"theory_{metric}"])
+    return {g: float(np.mean(v)) for g, v in sorted(vals.items())}
+
+
 def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -55,6 +66,9 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
         g = [s["generation"] for s in series]
         ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
         ax.fill_between(g, [s["low"] for s in series], [s["high"] for s in series], color=c, alpha=0.2, lw=0)
+        th = theory_line(jobs, label, metric)
+        if th:
+            ax.plot(list(th), list(th.values()), "k:", lw=1.5, zorder=5)
         if metric == "param_error":  # theory overlay of the linear study
             summ = [j.summary for j in jobs if j.label == label and j.summary]
             stat = [s["theory_stationary_param_error"] for s in summ if s.get("theory_stationary_param_error")]
@@ -63,6 +77,8 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
                 ax.axhline(float(np.mean(stat)), color=c, ls="--", lw=1)
             if one:
                 ax.plot([1], [float(np.mean(one))], marker="*", ms=12, color=c, mec="k")
+    if any(theory_line(jobs, label, metric) for label in agg):
+        ax.plot([], [], "k:", lw=1.5, label="theory (closed form)")
     if metric == "param_error" and any(j.summary.get("theory_stationary_param_error") for j in jobs):
         ax.plot([], [], "k--", lw=1, label="theory: stationary level")
         ax.plot([], [], "k*", ms=10, label="theory: one round")

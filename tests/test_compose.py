@@ -49,4 +49,4 @@ def test_generator_linear_selects_its_data_and_verifier():
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes(experiment):
     cfg = compose_cfg([f"experiment={experiment}"])
-    assert cfg["generator"]["name"] in ("linear", "vae")
+    assert cfg["generator"]["name"] in ("linear", "vae", "gaussian")

@@ -158,8 +158,10 @@ def test_train_py_reports_errors_without_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_gives_identical_metrics(tmp_path):
-    args = ["generator=linear", "generations=25", "replicates=300", "policy=verify_accumulate", "progress=false"]
+@pytest.mark.parametrize("study", [["generator=linear", "replicates=300"], ["generator=gaussian", "replicates=20000"]],
+                         ids=["linear", "gaussian"])
+def test_sigkill_then_resume_gives_identical_metrics(tmp_path, study):
+    args = study + ["generations=25", "policy=verify_accumulate", "progress=false"]
     ref = tmp_path / "ref"
     assert run_train(*args, f"hydra.run.dir={ref}").returncode == 0
     run_dir = tmp_path / "killed"

@@ -88,3 +88,23 @@ def replace_growth(dim: int, n_synthetic: int, sigma: float = 1.0, design: str =
     if n_synthetic <= dim + 1:
         return float("inf")
     return dim * sigma**2 / (n_synthetic - dim - 1)
+
+
+# ----- the Gaussian toy model (one mean, optionally one variance; PAPER.md Appendix A) --------------------
+def gaussian_variance(generation: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
+                      fit_variance: bool = True) -> float:
+    """E[var_t] under `replace`: generation 0 fits the MLE variance on n_real real samples, every later
+    generation on n_synthetic samples of the previous fit, so E[var_t] = sigma^2 (n-1)/n ((m-1)/m)^t.
+    With a known variance (fit_variance=false) it stays sigma^2."""
+    if not fit_variance:
+        return float(sigma**2)
+    return float(sigma**2 * (n_real - 1) / n_real * ((n_synthetic - 1) / n_synthetic) ** generation)
+
+
+def gaussian_param_error(generation: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
+                         fit_variance: bool = True) -> float:
+    """E[(mu_t - mu*)^2] under `replace`: sigma^2/n, plus E[var_(s-1)]/m for every generation s = 1..t
+    (the fitted mean of m draws from N(mu_(s-1), var_(s-1))). With m = n this is
+    (sigma^2/n) sum_(s=0..t) ((n-1)/n)^s; with a known variance, sigma^2/n + t sigma^2/m."""
+    return float(sigma**2 / n_real + sum(gaussian_variance(s - 1, n_real, n_synthetic, sigma, fit_variance)
+                                         for s in range(1, generation + 1)) / n_synthetic)

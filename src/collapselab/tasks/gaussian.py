@@ -1,0 +1,199 @@
+"""The Gaussian toy model of collapse (PAPER.md Appendix A), added through the seam alone.
+
+A 1-D Gaussian N(mu*, sigma^2) is refitted, generation after generation, from n samples of the previous
+fit: its mean by the sample mean and (unless ``generator.fit_variance=false``) its variance by the MLE.
+It is the d = 1, intercept-only case of the linear study (every x is 1, y is the sample), so the
+oracle is the linear study's centre verifier: accept iff |y - mu_c| <= r + sigma sqrt(2/pi), mu_c =
+mu* + bias. Replicate chains run as one batched computation, as in the linear study.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from .. import theory  # noqa: E402
+from ..batch import Batch  # noqa: E402
+from ..components import build  # noqa: E402
+from ..config import get, require_int, require_number  # noqa: E402
+from ..errors import ConfigError, RunError  # noqa: E402
+from ..interfaces import Policy, load_state, state_of  # noqa: E402
+from ..plotting import save_figure  # noqa: E402
+from ..rng import make_generator  # noqa: E402
+from ..sampling import Collected, collect  # noqa: E402
+from ..verifiers.linear import CenterVerifier  # noqa: E402
+
+DTYPE = torch.float64
+HEADLINE = ("param_error", "variance", "theory_param_error", "theory_variance", "accept_rate")
+
+
+def mean_se(v: Tensor) -> tuple[float, float]:
+    """Mean over chains and its standard error (NaN with one chain)."""
+    v = v.double()
+    se = float(v.std(unbiased=True) / math.sqrt(v.numel())) if v.numel() > 1 else float("nan")
+    return float(v.mean()), se
+
+
+class GaussianGenerator:
+    """mu [R] and var [R] of R independent chains; fit by the sample mean and the MLE variance."""
+
+    def __init__(self, replicates: int, noise_std: float, device: torch.device, fit_variance: bool = True) -> None:
+        if not isinstance(fit_variance, bool):
+            raise ConfigError(f"generator.fit_variance={fit_variance!r} is invalid: choose true or false")
+        self.fit_variance, self.sigma = fit_variance, float(noise_std)
+        self.mu = torch.zeros(replicates, dtype=DTYPE, device=device)
+        self.var = torch.full((replicates,), self.sigma**2, dtype=DTYPE, device=device)
+
+    def fit(self, train: Batch, rng: torch.Generator | None = None) -> dict[str, float]:
+        """y [R, N] -> mu [R] (and var [R], the MLE, unless the variance is known)."""
+        self.mu = train.y.mean(-1)
+        if self.fit_variance:
+            self.var = (train.y - self.mu[:, None]).pow(2).mean(-1)
+        if not (torch.isfinite(self.mu).all() and torch.isfinite(self.var).all()):
+            raise RunError("the Gaussian fit is not finite; check data.std and the training set")
+        return {}
+
+    def propose(self, m: int, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """m candidates per chain: x = 1 as a [1, 1, 1, 1] view, y [R, 1, m] ~ N(mu, var)."""
+        R = self.mu.shape[0]
+        noise = torch.randn(R, 1, m, generator=rng, dtype=DTYPE, device=self.mu.device)
+        x = torch.ones(1, 1, 1, 1, dtype=DTYPE, device=self.mu.device)
+        return x, self.mu[:, None, None] + self.var.sqrt()[:, None, None] * noise
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"mu": self.mu.clone(), "var": self.var.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.mu, self.var = state["mu"].to(self.mu), state["var"].to(self.var)
+
+
+class GaussianTask:
+    """Real data: n samples of N(mu*, sigma^2) per chain; metrics: the mean's squared error and the variance."""
+
+    name = "gaussian"
+    headline = HEADLINE
+
+    def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
+        if device.type == "mps":
+            raise ConfigError("generator=gaussian runs in float64, which MPS lacks: use device=cpu or device=cuda")
+        if get(cfg, "data.name") != "gaussian":
+            raise ConfigError(f"data={get(cfg, 'data.name')} does not fit generator=gaussian: drop the data override")
+        self.n_real = require_int(cfg, "data.n_real", 2, "The MLE variance needs at least two samples.")
+        self.mu_star = require_number(cfg, "data.mean")
+        self.sigma = require_number(cfg, "data.std", 0.0, lo_open=True)
+        self.replicates, self.seed, self.device, self.policy = int(cfg["replicates"]), int(cfg["seed"]), device, policy
+        self.n_synthetic = int(policy.n_synthetic or self.n_real)
+        self.gen_node = cfg["generator"]
+        self.fit_variance = self.new_generator(0).fit_variance  # checks the generator's keys now
+        if self.fit_variance and self.n_synthetic < 2 and not policy.with_real:
+            raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: the MLE variance of one "
+                              "sample is 0; use policy.n_synthetic>=2")
+        noise = torch.randn(self.replicates, self.n_real, generator=make_generator(self.seed, 0, "data"), dtype=DTYPE)
+        y = (self.mu_star + self.sigma * noise).to(device)
+        self.real = Batch(torch.ones(*y.shape, 1, dtype=DTYPE, device=device), y)
+        self.bias = self.radius = None
+        self.reliability, self.theory_applies = 1.0, False
+        self.verifier = None if get(cfg, "verifier.name") == "none" else build(cfg["verifier"], "verifier", study=self)
+
+    def oracle(self, radius: float, reliability: float, bias: float, **_unused) -> CenterVerifier:
+        """The acceptance interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi), kept with probability rho."""
+        v = {"verifier": {"radius": radius, "reliability": reliability, "bias": bias}}
+        self.radius = require_number(v, "verifier.radius", 0.0, lo_open=True,
+                                     hint="The interval is |y - mu_c| <= r + sigma sqrt(2/pi).")
+        self.reliability = require_number(v, "verifier.reliability", 0.0, 1.0)
+        self.bias = require_number(v, "verifier.bias")
+        self.theory_applies = True
+        center = torch.tensor([self.mu_star + self.bias], dtype=DTYPE, device=self.device)
+        return CenterVerifier(center, self.radius, self.sigma, self.reliability)
+
+    # ----- the loop's interface -------------------------------------------------------------
+    def new_generator(self, generation: int) -> GaussianGenerator:
+        return build(self.gen_node, "generator", replicates=self.replicates, noise_std=self.sigma, device=self.device)
+
+    def prepare_verifier(self, model: GaussianGenerator, generation: int) -> None:
+        """The interval does not train."""
+
+    def draw(self, model: GaussianGenerator, generation: int, rng: torch.Generator,
+             rng_verify: torch.Generator) -> tuple[Batch, Collected]:
+        """This generation's synthetic set: x [R, K, 1] (ones), y [R, K]."""
+        n = self.n_synthetic + self.policy.growth * (generation - 1)
+        quota = torch.full((self.replicates, 1), n, dtype=torch.long, device=self.device)
+        filtered = self.policy.filtered and self.verifier is not None
+        col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
+                      quota, rng, max_factor=self.policy.max_candidates_factor,
+                      hint="Use a larger verifier.radius (a wider interval accepts more candidates).")
+        if not filtered:
+            col.accepted = None  # nothing was verified: no acceptance rate
+        return Batch(col.x, col.y), col
+
+    def evaluate(self, model: GaussianGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
+        row: dict[str, float | None] = {}
+        row["param_error"], row["param_error_se"] = mean_se((model.mu - self.mu_star).pow(2))
+        row["variance"], row["variance_se"] = mean_se(model.var)
+        row["theory_param_error"], row["theory_variance"] = self.theory(generation)
+        return row
+
+    def theory(self, generation: int) -> tuple[float | None, float | None]:
+        """Closed forms where they apply: any generation of `replace`, generation 1 of verify (known variance)."""
+        n, m, s, fv = self.n_real, self.n_synthetic, self.sigma, self.fit_variance
+        if generation == 0 or (not self.policy.filtered and not self.policy.with_real and not self.policy.growth):
+            return (theory.gaussian_param_error(generation, n, m, s, fv), theory.gaussian_variance(generation, n, m, s, fv))
+        if (generation == 1 and self.theory_applies and self.policy.filtered and not self.policy.with_real
+                and not fv and self.reliability == 1.0):
+            risk = theory.one_round_risk([math.sqrt(n)], [self.bias], self.radius, s, self.n_synthetic)
+            return risk, s**2
+        return None, (s**2 if not fv else None)
+
+    def summary_extras(self) -> dict:
+        out: dict = {"theory_real_only_param_error": self.sigma**2 / self.n_real}
+        if self.theory_applies and self.policy.filtered and not self.policy.with_real and not self.fit_variance:
+            out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
+            out["theory_stationary_param_error"] = theory.stationary_risk(self.bias**2, 1, self.radius, self.sigma,
+                                                                          self.n_synthetic)
+            if self.reliability == 1.0:
+                out["theory_one_round_param_error"] = self.theory(1)[0]
+        return out
+
+    # ----- state and pictures --------------------------------------------------------------
+    def verifier_state(self) -> dict | None:
+        return state_of(self.verifier)
+
+    def load_verifier_state(self, state: dict | None) -> None:
+        load_state(self.verifier, state)
+
+    def pack_synthetic(self, batch: Batch) -> dict:
+        return {"y": batch.y.cpu()}  # x is all ones
+
+    def unpack_synthetic(self, state: dict) -> Batch:
+        y = state["y"].to(self.device, DTYPE)
+        return Batch(torch.ones(*y.shape, 1, dtype=DTYPE, device=self.device), y)
+
+    def save_samples(self, path: Path, model: GaussianGenerator, generation: int, col: Collected | None, tb) -> None:
+        """Chain 0: a histogram of the candidates (accepted vs rejected) and the fitted density beside the truth."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        if col is None:
+            ax.hist(self.real.y[0].cpu().numpy(), bins=30, density=True, color="tab:blue", alpha=0.5, label="real data")
+        else:
+            y, acc = col.first_y.cpu().numpy(), col.first_mask.cpu().numpy().astype(bool)
+            bins = np.histogram_bin_edges(y, bins=40)
+            ax.hist([y[acc], y[~acc]], bins=bins, density=False, stacked=True, color=["tab:green", "tab:red"],
+                    alpha=0.5, label=["accepted", "rejected"])
+            ax.set_ylabel("candidates")
+            ax.legend(fontsize=8, loc="upper left")
+            ax = ax.twinx()
+        grid = np.linspace(self.mu_star - 4 * self.sigma, self.mu_star + 4 * self.sigma, 400)
+        for mu, var, style, label in ((self.mu_star, self.sigma**2, "k--", "truth N(mu*, sigma^2)"),
+                                      (float(model.mu[0]), float(model.var[0]), "tab:orange", "fit (chain 0)")):
+            sd = math.sqrt(max(var, 1e-300))
+            ax.plot(grid, np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), style, label=label)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8, loc="upper right")
+        ax.set_title(f"generation {generation}: {'real data' if col is None else 'candidates'} (chain 0)")
+        tb.log_image("samples", save_figure(fig, path), generation)

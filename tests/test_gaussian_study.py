@@ -1,0 +1,105 @@
+"""The Gaussian toy model: theory of the variance and mean under replace, bounded error under verify."""
+from pathlib import Path
+
+import pytest
+
+from collapselab import theory
+from collapselab.errors import ConfigError
+
+from .conftest import compose_cfg, read_rows, run_cfg, strip_wall
+from .test_compose import options
+
+GAUSS = ["generator=gaussian", "samples_every=0", "keep_synthetic=false"]
+
+
+def within(row: dict, metric: str, k: float = 3.0) -> bool:
+    return abs(row[metric] - row[f"theory_{metric}"]) <= k * row[f"{metric}_se"]
+
+
+@pytest.mark.parametrize("policy", options("policy"))
+@pytest.mark.parametrize("verifier", options("verifier"))
+def test_gaussian_compositions_run_one_generation(tmp_path: Path, verifier, policy):
+    args = GAUSS + [f"verifier={verifier}", f"policy={policy}", "generations=1", "replicates=8"]
+    if verifier in ("classifier", "discriminator"):
+        with pytest.raises(ConfigError, match=f"verifier={verifier} does not fit generator=gaussian"):
+            run_cfg(args, tmp_path)
+        return
+    rows = run_cfg(args, tmp_path)
+    assert [r["generation"] for r in rows] == [0, 1]
+    assert rows[1]["n_train"] == 100 + (100 if policy.endswith("accumulate") else 0)
+    assert (rows[1]["accept_rate"] is None) == (verifier == "none" or not policy.startswith("verify"))
+    assert rows[1]["variance"] > 0 and rows[1]["param_error"] > 0
+
+
+def test_defaults_and_keys():
+    cfg = compose_cfg(["generator=gaussian"])
+    assert cfg["data"] == {"name": "gaussian", "n_real": 100, "mean": 0.0, "std": 1.0}
+    assert cfg["generator"]["fit_variance"] is True and cfg["verifier"]["name"] == "oracle"
+
+
+def test_replace_follows_the_closed_forms(tmp_path):
+    """E[var_t] = sigma^2 ((n-1)/n)^(t+1) and E[(mu_t - mu*)^2] = (sigma^2/n) sum_s ((n-1)/n)^s, within 3 SE."""
+    rows = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generations=50", "replicates=2000"], tmp_path)
+    n = 100
+    for t in (10, 25, 50):
+        assert rows[t]["theory_variance"] == pytest.approx(((n - 1) / n) ** (t + 1))
+        assert rows[t]["theory_param_error"] == pytest.approx(sum(((n - 1) / n) ** s for s in range(t + 1)) / n)
+        assert within(rows[t], "variance") and within(rows[t], "param_error"), rows[t]
+    assert rows[50]["variance"] < 0.7 and rows[50]["param_error"] > 30 * rows[0]["param_error"]  # collapse
+
+
+def test_known_variance_replace_grows_linearly(tmp_path):
+    rows = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generator.fit_variance=false", "generations=20",
+                            "replicates=2000", "data.std=2.0", "policy.n_synthetic=50"], tmp_path)
+    assert rows[20]["variance"] == 4.0 and rows[20]["theory_param_error"] == pytest.approx(4 / 100 + 20 * 4 / 50)
+    assert within(rows[20], "param_error")
+
+
+def test_verify_keeps_the_mean_bounded_and_truncates_the_variance(tmp_path):
+    """Verified retraining: the mean's error stays near the real-data level, while a fixed interval cuts the
+    fitted variance to the truncated-normal variance m2* in one round and then keeps shrinking it."""
+    ver = run_cfg(GAUSS + ["policy=verify", "verifier=oracle", "generations=50", "replicates=1000"], tmp_path / "v")
+    rep = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generations=50", "replicates=1000"], tmp_path / "r")
+    assert max(r["param_error"] for r in ver) < 3 * ver[0]["param_error"]
+    assert ver[50]["param_error"] < 0.1 * rep[50]["param_error"]
+    m2 = theory.contraction_factor(0.1, 1.0)
+    assert ver[1]["variance"] == pytest.approx(m2 * ver[0]["variance"], rel=0.05)
+    assert ver[50]["variance"] < 0.1 * rep[50]["variance"]
+
+
+@pytest.mark.parametrize("verifier,bias", [("oracle", 0.0), ("noisy_oracle", 0.3)])
+def test_known_variance_verify_matches_the_linear_formula(tmp_path, verifier, bias):
+    """With sigma known, one verified round is the d = 1 case of the linear study (mu_1^2 = n)."""
+    rows = run_cfg(GAUSS + ["policy=verify", f"verifier={verifier}", "generator.fit_variance=false",
+                            "generations=12", "replicates=4000"], tmp_path)
+    assert rows[1]["theory_param_error"] == pytest.approx(theory.one_round_risk([10.0], [bias], 0.1, 1.0, 100))
+    assert within(rows[1], "param_error")
+    stationary = theory.stationary_risk(bias**2, 1, 0.1, 1.0, 100)
+    assert abs(rows[12]["param_error"] - stationary) <= 4 * rows[12]["param_error_se"] + 0.05 * stationary
+
+
+def test_resume_is_exact(tmp_path):
+    args = GAUSS + ["policy=verify_accumulate", "verifier=noisy_oracle", "verifier.reliability=0.5", "replicates=50"]
+    full = run_cfg(args + ["generations=5"], tmp_path / "full")
+    run_cfg(args + ["generations=2"], tmp_path / "part")
+    assert strip_wall(run_cfg(args + ["generations=5"], tmp_path / "part")) == strip_wall(full)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.std=0", r"data\.std=0 is invalid"),
+    ("data.n_real=1", r"data\.n_real=1 is invalid.*at least two samples"),
+    ("generator.fit_variance=maybe", r"generator\.fit_variance='maybe' is invalid"),
+    ("verifier.radius=0", r"verifier\.radius=0 is invalid"),
+    ("policy.n_synthetic=1", r"policy\.n_synthetic=1 is too small"),
+])
+def test_bad_values(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        run_cfg(GAUSS + [override], tmp_path)
+    assert not (tmp_path / "gen_000").exists()
+
+
+def test_pictures(tmp_path):
+    run_cfg(["generator=gaussian", "generations=1", "replicates=10"], tmp_path)
+    assert (tmp_path / "gen_000" / "samples.png").stat().st_size > 1000
+    assert (tmp_path / "gen_001" / "samples.png").stat().st_size > 1000
+    assert len(read_rows(tmp_path)) == 2

@@ -35,6 +35,7 @@ def test_custom_verifier_runs_by_its_documented_command(tmp_path):
     assert cfg["verifier"]["_target_"] == "realfit_verifier.RealFitVerifier"
 
 
+@pytest.mark.slow
 def test_custom_verifier_without_its_pythonpath_is_one_line(tmp_path):
     p = run_train("hydra.searchpath=[file://examples/custom_verifier/conf]", "generator=linear", "verifier=real_fit",
                   f"hydra.run.dir={tmp_path / 'run'}", env={"PYTHONPATH": ""})

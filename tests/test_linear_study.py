@@ -51,6 +51,7 @@ def test_replace_grows_by_d_sigma2_over_n(tmp_path, design, slope):
     assert rows[12]["theory_param_error"] == pytest.approx(rows[0]["theory_param_error"] + 12 * slope)
 
 
+@pytest.mark.slow
 def test_accumulate_stays_bounded(tmp_path):
     rows = run_cfg(["generator=linear", "verifier=none", "policy=accumulate", "generations=20", "replicates=400",
                     "keep_synthetic=false", "samples_every=0"], tmp_path)

@@ -32,8 +32,12 @@ def permissive(verifier: str) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("policy", options("policy"))
-@pytest.mark.parametrize("verifier", options("verifier"))
+FAST_CELLS = {("classifier", "verify"), ("discriminator", "verify_accumulate"), ("none", "replace")}
+
+
+@pytest.mark.parametrize("verifier,policy", [
+    pytest.param(v, p, marks=() if (v, p) in FAST_CELLS else pytest.mark.slow)
+    for v in options("verifier") for p in options("policy")])
 def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, policy):
     rows = run_cfg(tiny(fake_root) + [f"verifier={verifier}", f"policy={policy}", "generations=1"]
                    + permissive(verifier), tmp_path)
@@ -68,6 +72,7 @@ def test_keep_fraction_ranks_and_keeps_exactly_the_quota(tmp_path, fake_root):
     assert rows[1]["n_train"] == 100
 
 
+@pytest.mark.slow
 def test_vae_resume_equals_uninterrupted(tmp_path, fake_root):
     args = tiny(fake_root) + ["verifier=discriminator", "verifier.refit=once", "verifier.train_size=300",
                               "verifier.epochs=1", "policy=verify_accumulate"]
@@ -118,7 +123,7 @@ def test_real_mnist_path_as_ci_runs_it(tmp_path):
     assert (ROOT / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
 
-@pytest.mark.parametrize("verifier", ["classifier", "discriminator"])
+@pytest.mark.parametrize("verifier", ["classifier", pytest.param("discriminator", marks=pytest.mark.slow)])
 def test_synthetic_sets_are_exactly_regenerable(tmp_path, fake_root, verifier):
     import torch
 

@@ -56,6 +56,7 @@ def test_train_size_is_checked_before_any_network_trains(tmp_path):
     assert not (tmp_path / "gen_000").exists()
 
 
+@pytest.mark.slow
 def test_train_size_null_is_every_image_and_runs_for_the_discriminator(tmp_path, fake_root):  # noqa: F811
     rows = run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.epochs=1", "generations=1"], tmp_path)
     assert rows[1]["accept_rate"] == pytest.approx(0.1)
@@ -112,6 +113,7 @@ def test_vae_run_at_each_precision_on_cpu(tmp_path, fake_root, bf16):  # noqa: F
 
 
 # ----- the conditional discriminator ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_conditional_discriminator_uses_the_label():
     torch.manual_seed(0)
     assert DiscriminatorMLP(10).net[0].in_features == 794 and DiscriminatorMLP().net[0].in_features == 784
@@ -131,6 +133,7 @@ def test_conditional_discriminator_uses_the_label():
     assert (scores > 0).all()
 
 
+@pytest.mark.slow
 def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):  # noqa: F811
     args = tiny(fake_root) + ["verifier=discriminator", "verifier.conditional=true", "verifier.epochs=1",
                               "verifier.train_size=500"]

@@ -75,6 +75,7 @@ def test_long_rows_have_overrides_as_columns(hand_made_sweep):
     assert {"job", "status", "seed", "verifier.bias", "generation", "param_error"} <= set(rows[0])
 
 
+@pytest.mark.slow
 def test_summarize_script_lists_unfinished_and_failed(hand_made_sweep):
     p = subprocess.run([sys.executable, str(SUMMARIZE), str(hand_made_sweep)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -87,6 +88,7 @@ def test_summarize_script_lists_unfinished_and_failed(hand_made_sweep):
     assert (out / "param_error.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_several_dirs_are_one_set_of_jobs(tmp_path):
     """Single runs and sweeps compared side by side; the rows' per-stage times become columns."""
     fake_job(tmp_path / "runA", "job", ["verifier=classifier", "generations=20"], [1.0, 2.0, 3.0], generations=2)
@@ -208,6 +210,10 @@ def test_one_list_of_non_result_keys(tmp_path):
     a = compose_cfg(["generator=linear"])
     b = compose_cfg(["generator=linear", "samples_every=0", "keep_synthetic=false", "generations=3"])
     assert diff_configs(a, b) == []
+
+
+@pytest.mark.slow
+def test_sweep_rerun_with_another_samples_every_continues_the_same_jobs(tmp_path):
     # the samples_every case: a sweep re-run with another samples_every continues the same job folders
     sweep = tmp_path / "sweep"
     base = ["-m", "generator=linear", "replicates=4", "progress=false", f"hydra.sweep.dir={sweep}",

@@ -210,10 +210,10 @@ def classifier(study, threshold: float = 0.9, keep_fraction: float | None = 0.1,
     _mnist_study(study, "classifier")
     v = {"verifier": {"threshold": threshold, "keep_fraction": keep_fraction}}
     threshold = require_number(v, "verifier.threshold", 0.0, 1.0)
-    n = study.check_train_size(train_size)
+    kf = _keep_fraction(v)
+    n = study.check_train_size(train_size)  # every key is checked before the network trains
     net, study.classifier_acc = study.trained_net(classifier_spec(n))
-    return ClassifierVerifier(net, study.conditional, threshold=threshold, keep_fraction=_keep_fraction(v),
-                              bf16=study.bf16)
+    return ClassifierVerifier(net, study.conditional, threshold=threshold, keep_fraction=kf, bf16=study.bf16)
 
 
 def discriminator(study, keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,

@@ -1,0 +1,133 @@
+"""Unit tests on tiny tensors: collect, the policies, each generator, the centre verifier, the builder."""
+import math
+
+import pytest
+import torch
+
+from collapselab.batch import Batch
+from collapselab.components import build
+from collapselab.errors import ConfigError, RunError
+from collapselab.generators.linear import LinearGenerator
+from collapselab.generators.vae import VAEGenerator
+from collapselab.interfaces import Generator, Policy as PolicyProtocol
+from collapselab.policies import Policy, build_policy
+from collapselab.sampling import collect
+from collapselab.tasks.gaussian import GaussianGenerator
+from collapselab.verifiers.linear import CenterVerifier
+
+from .conftest import compose_cfg
+from .test_compose import options
+
+
+def g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----- collect ---------------------------------------------------------------------------------------------
+def counter_proposer():
+    """Candidates y = 0, 1, 2, ... in draw order, per chain and group: x is the index as well."""
+    state = {"next": 0}
+
+    def propose(m, rng):
+        y = torch.arange(state["next"], state["next"] + m, dtype=torch.float64).expand(2, 3, m).clone()
+        state["next"] += m
+        return y.unsqueeze(-1), y
+    return propose
+
+
+def test_collect_keeps_the_first_accepted_in_draw_order():
+    quota = torch.tensor([[2, 1, 3], [3, 2, 1]])  # every chain has the same total (Collected is [R, K])
+    col = collect(counter_proposer(), lambda x, y, r: (y % 2 == 0), quota, g())
+    assert col.y.shape == (2, 6)
+    assert col.y[0].tolist() == [0, 2, 0, 0, 2, 4]  # group 0: two evens, group 1: one, group 2: three
+    assert col.y[1].tolist() == [0, 2, 4, 0, 2, 0] and (col.accepted <= col.proposed).all()
+    assert torch.equal(col.x.squeeze(-1), col.y)
+
+
+def test_collect_without_a_verifier_accepts_everything_and_counts():
+    col = collect(counter_proposer(), None, torch.full((2, 3), 4), g())
+    assert col.y[0, :4].tolist() == [0, 1, 2, 3]
+    assert float(col.accept_rate[0]) == 1.0
+
+
+def test_collect_gives_up_with_the_rate_and_the_hint():
+    with pytest.raises(RunError, match=r"acceptance rate 0\.0000.*widen it"):
+        collect(counter_proposer(), lambda x, y, r: y < 0, torch.full((2, 3), 2), g(), max_factor=5, hint="widen it")
+
+
+# ----- policies --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", options("policy"))
+def test_each_policy_builds_the_training_set(name):
+    policy = build_policy(compose_cfg([f"policy={name}"]))
+    assert isinstance(policy, PolicyProtocol) and policy.name == name
+    real, s1, s2 = (Batch(torch.full((1, k, 2), float(v)), torch.full((1, k), float(v))) for v, k in ((0, 3), (1, 2), (2, 2)))
+    out = policy.next_training_set(real, s2, [s1])
+    expected = ([0.0] * 3 if policy.with_real else []) + ([1.0] * 2 if policy.accumulate else []) + [2.0] * 2
+    assert out.y[0].tolist() == expected and out.x.shape == (1, len(expected), 2)
+    assert policy.filtered == name.startswith("verify")
+
+
+def test_policy_is_a_plain_frozen_dataclass():
+    p = Policy("mine", filtered=True, accumulate=False, with_real=True, n_synthetic=7)
+    with pytest.raises(AttributeError):
+        p.name = "other"
+    assert p.growth == 0 and p.max_candidates_factor == 200.0
+
+
+# ----- generators ------------------------------------------------------------------------------------------
+def test_linear_generator_recovers_theta_and_proposes_shapes():
+    d, R = 3, 4
+    dirs = torch.eye(d, dtype=torch.float64)
+    gen = LinearGenerator(dirs, 0.0, R, "singular")
+    theta = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    x = torch.randn(R, 10, d, generator=g(), dtype=torch.float64)
+    gen.fit(Batch(x, x @ theta))
+    assert torch.allclose(gen.theta, theta.expand(R, d))
+    x, y = gen.propose(5, g())
+    assert x.shape == (1, d, 1, d) and y.shape == (R, d, 5) and torch.allclose(y[0, 1], torch.full((5,), -2.0, dtype=torch.float64))
+    assert isinstance(gen, Generator)
+    with pytest.raises(ConfigError, match=r"generator\.design='wrong'"):
+        LinearGenerator(dirs, 1.0, R, "wrong")
+
+
+def test_gaussian_generator_fits_mean_and_mle_variance():
+    gen = GaussianGenerator(2, 1.0, torch.device("cpu"))
+    y = torch.tensor([[1.0, 3.0], [0.0, 0.0]], dtype=torch.float64)
+    gen.fit(Batch(torch.ones(2, 2, 1, dtype=torch.float64), y))
+    assert gen.mu.tolist() == [2.0, 0.0] and gen.var.tolist() == [1.0, 0.0]  # MLE: divides by n
+    known = GaussianGenerator(2, 3.0, torch.device("cpu"), fit_variance=False)
+    known.fit(Batch(torch.ones(2, 2, 1, dtype=torch.float64), y))
+    assert known.var.tolist() == [9.0, 9.0]
+    x, s = known.propose(1000, g())
+    assert x.shape == (1, 1, 1, 1) and s.shape == (2, 1, 1000) and abs(float(s[0].std()) - 3.0) < 0.3
+
+
+def test_vae_generator_checks_its_keys_and_fits_tiny_data():
+    dev = torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"generator\.lr=0\.0 is invalid"):
+        VAEGenerator(dev, lr=0.0)
+    with pytest.raises(ConfigError, match=r"generator\.bf16='sometimes' is invalid"):
+        VAEGenerator(dev, bf16="sometimes")
+    gen = VAEGenerator(dev, arch="mlp", latent_dim=2, epochs=1, batch_size=8, progress=False, bf16=False)
+    x = (torch.rand(40, 1, 28, 28, generator=g()) > 0.5).float()
+    stats = gen.fit(Batch(x, torch.arange(40) % 10), g())
+    assert math.isfinite(stats["train_nelbo"]) and stats["epochs"] == 1
+    px, py = gen.propose(3, g())
+    assert px.shape == (1, 10, 3, 1, 28, 28) and py[0, 4].tolist() == [4, 4, 4]
+    assert set(px.unique().tolist()) <= {0.0, 1.0}
+
+
+# ----- verifiers and the builder --------------------------------------------------------------------------
+def test_centre_verifier_band_per_chain():
+    v = CenterVerifier(torch.tensor([[0.0], [1.0]], dtype=torch.float64), radius=0.5, noise_std=1e-12)
+    x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    y = torch.tensor([0.4, 0.6, 1.2], dtype=torch.float64).expand(2, 1, 3)
+    assert v(x, y, g()).tolist() == [[[True, False, False]], [[False, True, True]]]
+
+
+def test_build_passes_call_site_kwargs_and_refuses_clashes():
+    node = {"_target_": "collapselab.tasks.gaussian.GaussianGenerator", "name": "gaussian", "fit_variance": False}
+    gen = build(node, "generator", replicates=3, noise_std=2.0, device=torch.device("cpu"))
+    assert gen.var.tolist() == [4.0] * 3
+    with pytest.raises(ConfigError, match=r"generator\.replicates is set by the study at run time"):
+        build({**node, "replicates": 5}, "generator", replicates=3, noise_std=2.0, device=torch.device("cpu"))

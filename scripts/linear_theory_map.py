@@ -27,7 +27,7 @@ from collapselab import theory  # noqa: E402
 from collapselab.batch import Batch  # noqa: E402
 from collapselab.data.linear import make_linear_data  # noqa: E402
 from collapselab.generators.linear import LinearGenerator  # noqa: E402
-from collapselab.rng import make_generator  # noqa: E402
+from collapselab.rng import make_rng  # noqa: E402
 from collapselab.sampling import collect  # noqa: E402
 from collapselab.verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
@@ -50,13 +50,13 @@ def monte_carlo_map(biases: np.ndarray, radii: np.ndarray, replicates: int, dim:
     """[n_bias, n_radius] MC gains and per-cell MSE after one round; pooled real-only MSE; the design."""
     cells = [(b, r) for b in biases for r in radii]
     n_cells = len(cells)
-    data = make_linear_data(dim, n_real, sigma, 1.0, replicates * n_cells, make_generator(seed, 0, "data"))
-    u = unit_vector(dim, make_generator(seed, 0, "center"))
+    data = make_linear_data(dim, n_real, sigma, 1.0, replicates * n_cells, make_rng(seed, 0, "data"))
+    u = unit_vector(dim, make_rng(seed, 0, "center"))
     gen0 = LinearGenerator(data.directions, sigma, replicates * n_cells, "singular")
     gen0.fit(data.real)
     mse0 = (gen0.theta - data.theta_star).pow(2).sum(-1)  # [cells * R]
     mse1 = torch.empty_like(mse0)
-    rng = make_generator(seed, 1, "sample")
+    rng = make_rng(seed, 1, "sample")
     for start in tqdm(range(0, n_cells, chunk_cells), desc="Monte-Carlo cells", unit="chunk"):
         stop = min(start + chunk_cells, n_cells)
         b = torch.tensor([c[0] for c in cells[start:stop]], dtype=torch.float64).repeat_interleave(replicates)

@@ -14,8 +14,9 @@ from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metr
 from .config import diff_configs, flatten, validate_common
 from .device import resolve_device
 from .errors import ConfigError, RunError
+from .interfaces import Policy
 from .policies import build_policy
-from .rng import derive_seed, make_generator, seed_everything
+from .rng import derive_seed, make_rng, seed_everything
 from .tasks import build_task
 from .tblog import TBLogger
 
@@ -68,6 +69,59 @@ def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
         )
 
 
+def _resume(run_dir: Path, cfg: dict, task, policy: Policy) -> tuple[list[dict], object, list]:
+    """(finished rows, the last finished generator, earlier synthetic sets) of a run dir; empty for a new run."""
+    rows = _finished_generations(run_dir)
+    if not rows:
+        write_metrics(run_dir, [])
+        return rows, None, []
+    _check_stored_config(run_dir, cfg, len(rows))
+    write_metrics(run_dir, rows)  # drop a torn or unfinished tail
+    last = len(rows) - 1
+    ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
+    prev_model = task.new_generator(last)
+    prev_model.load_state_dict(ckpt["generator"])
+    task.load_verifier_state(ckpt.get("verifier"))
+    history = []
+    if policy.accumulate:
+        for t in range(1, last + 1):
+            path = gen_dir(run_dir, t) / SYNTHETIC
+            if not path.exists():
+                raise RunError(f"cannot resume: {path} is missing and policy={policy.name} needs every earlier "
+                               "synthetic set; start a new run (new hydra.run.dir)")
+            history.append(task.unpack_synthetic(load_torch(path)))
+    log.info("resuming %s after generation %d", run_dir, last)
+    return rows, prev_model, history
+
+
+def _generation(task, policy: Policy, t: int, prev_model, history: list, rng: dict):
+    """Draw (after generation 0), build the training set, fit and evaluate: (model, row, synthetic, col)."""
+    t0 = time.perf_counter()
+    col, synthetic, clock = None, None, _Clock()
+    if t == 0:
+        train = task.real
+    else:
+        with clock("verifier_fit_s"):
+            task.prepare_verifier(prev_model, t)
+        with clock("draw_s"):
+            synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
+        train = policy.next_training_set(task.real, synthetic, history)
+    model = task.new_generator(t)
+    with clock("fit_s"):
+        fit_stats = model.fit(train, rng["train"])
+    with clock("eval_s"):
+        metrics = task.evaluate(model, t, rng["eval"])
+    row = {"generation": t, "n_train": len(train),
+           "accept_rate": None if col is None or col.accepted is None else float(col.accept_rate.mean())}
+    if col is not None and col.extra:
+        row.update(col.extra)
+    row.update(metrics)
+    row.update(fit_stats)
+    row["wall_s"] = time.perf_counter() - t0
+    row["time"] = clock.seconds
+    return model, row, synthetic, col
+
+
 def run(cfg: dict, run_dir: str | Path) -> dict:
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row."""
     run_dir = Path(run_dir)
@@ -86,26 +140,7 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
     show = bool(cfg.get("progress", True))
 
-    rows = _finished_generations(run_dir)
-    prev_model, history = None, []
-    if rows:
-        _check_stored_config(run_dir, cfg, len(rows))
-        write_metrics(run_dir, rows)  # drop a torn or unfinished tail
-        last = len(rows) - 1
-        ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
-        prev_model = task.new_generator(last)
-        prev_model.load_state_dict(ckpt["generator"])
-        task.load_verifier_state(ckpt.get("verifier"))
-        if policy.accumulate:
-            for t in range(1, last + 1):
-                path = gen_dir(run_dir, t) / SYNTHETIC
-                if not path.exists():
-                    raise RunError(f"cannot resume: {path} is missing and policy={policy.name} needs every earlier "
-                                   "synthetic set; start a new run (new hydra.run.dir)")
-                history.append(task.unpack_synthetic(load_torch(path)))
-        log.info("resuming %s after generation %d", run_dir, last)
-    else:
-        write_metrics(run_dir, [])
+    rows, prev_model, history = _resume(run_dir, cfg, task, policy)
     start = len(rows)
 
     tb = TBLogger(run_dir / "tb", start)
@@ -113,32 +148,9 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     try:
         bar = tqdm(range(start, n_gen + 1), desc="generations", disable=not show, initial=start, total=n_gen + 1)
         for t in bar:
-            t0 = time.perf_counter()
             seed_everything(derive_seed(seed, t, "init"))
-            rng = {s: make_generator(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
-            col, clock = None, _Clock()
-            if t == 0:
-                train = task.real
-            else:
-                with clock("verifier_fit_s"):
-                    task.prepare_verifier(prev_model, t)
-                with clock("draw_s"):
-                    synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
-                train = policy.next_training_set(task.real, synthetic, history)
-            model = task.new_generator(t)
-            with clock("fit_s"):
-                fit_stats = model.fit(train, rng["train"])
-            with clock("eval_s"):
-                metrics = task.evaluate(model, t, rng["eval"])
-            row = {"generation": t, "n_train": len(train),
-                   "accept_rate": None if col is None or col.accepted is None else float(col.accept_rate.mean())}
-            if col is not None and col.extra:
-                row.update(col.extra)
-            row.update(metrics)
-            row.update(fit_stats)
-            row["wall_s"] = time.perf_counter() - t0
-            row["time"] = clock.seconds
-
+            rng = {s: make_rng(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
+            model, row, synthetic, col = _generation(task, policy, t, prev_model, history, rng)
             gdir = gen_dir(run_dir, t)
             gdir.mkdir(parents=True, exist_ok=True)
             every = int(cfg.get("samples_every", 1))
@@ -189,8 +201,8 @@ def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cp
     model.load_state_dict(prev["generator"])
     task.load_verifier_state(this.get("verifier"))
     seed = int(cfg["seed"])
-    synthetic, _ = task.draw(model, generation, make_generator(seed, generation, "sample", dev),
-                             make_generator(seed, generation, "verify", dev))
+    synthetic, _ = task.draw(model, generation, make_rng(seed, generation, "sample", dev),
+                             make_rng(seed, generation, "verify", dev))
     return synthetic
 
 

@@ -16,7 +16,7 @@ def derive_seed(seed: int, generation: int, stream: str) -> int:
     return int((int(state[0]) << 32 | int(state[1])) & ((1 << 63) - 1))
 
 
-def make_generator(seed: int, generation: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+def make_rng(seed: int, generation: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
     """A seeded torch.Generator for one stage of one generation."""
     g = torch.Generator(device=device)
     g.manual_seed(derive_seed(seed, generation, stream))

@@ -34,6 +34,16 @@ class Collected:
         return self.accepted.double() / self.proposed.clamp(min=1).double()
 
 
+def _too_few(n_acc: Tensor, drawn: Tensor, need: Tensor, cap: int, hint: str) -> RunError:
+    """The error of a verifier that accepts too little: its observed rate and the short groups."""
+    r_obs = float(n_acc.sum()) / max(float(drawn.sum()), 1.0)
+    return RunError(
+        f"the verifier accepted too few candidates: acceptance rate {r_obs:.4f} "
+        f"({int(n_acc.sum())} of {int(drawn.sum())}), {int((need > 0).sum())} group(s) still short of their "
+        f"quota after {cap} candidates each. {hint}".strip()
+    )
+
+
 def collect(
     propose: Propose,
     verify: Verify | None,
@@ -65,13 +75,7 @@ def collect(
         if int(need.max()) <= 0:
             break
         if int(drawn.max()) >= cap:
-            short = need > 0
-            r_obs = float(n_acc.sum()) / max(float(drawn.sum()), 1.0)
-            raise RunError(
-                f"the verifier accepted too few candidates: acceptance rate {r_obs:.4f} "
-                f"({int(n_acc.sum())} of {int(drawn.sum())}), {int(short.sum())} group(s) still short of their "
-                f"quota after {cap} candidates each. {hint}".strip()
-            )
+            raise _too_few(n_acc, drawn, need, cap, hint)
         m = int(math.ceil(int(need.max()) / max(rate, 1e-3) * 1.15)) + 8
         m = max(1, min(m, max_round_elements // max(R * G, 1), cap))
         x, y = propose(m, rng)
@@ -96,12 +100,4 @@ def collect(
     x = torch.cat(kept_x)[order]
     y = torch.cat(kept_y)[order]
     K = int(quota[0].sum())
-    return Collected(
-        x=x.reshape(R, K, *x.shape[1:]),
-        y=y.reshape(R, K),
-        proposed=drawn.sum(1),
-        accepted=n_acc.sum(1),
-        first_x=first[0],
-        first_y=first[1],
-        first_mask=first[2],
-    )
+    return Collected(x.reshape(R, K, *x.shape[1:]), y.reshape(R, K), drawn.sum(1), n_acc.sum(1), *first)

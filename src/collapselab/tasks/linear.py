@@ -21,7 +21,7 @@ from ..plotting import save_figure  # noqa: E402
 from ..components import build  # noqa: E402
 from ..generators.linear import LinearGenerator  # noqa: E402
 from ..interfaces import Policy, load_state, state_of  # noqa: E402
-from ..rng import make_generator  # noqa: E402
+from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
 from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
@@ -75,7 +75,7 @@ class LinearTask:
             )
 
         self.data = make_linear_data(self.dim, self.n_real, self.sigma, theta_star, self.replicates,
-                                     make_generator(self.seed, 0, "data")).to(device)
+                                     make_rng(self.seed, 0, "data")).to(device)
         self.real = self.data.real
 
         self.gen_node = cfg["generator"]
@@ -94,7 +94,7 @@ class LinearTask:
                                      hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
         self.reliability = require_number(v, "verifier.reliability", 0.0, 1.0)
         self.bias = require_number(v, "verifier.bias")
-        u = unit_vector(self.dim, make_generator(self.seed, 0, "center")).to(self.device)
+        u = unit_vector(self.dim, make_rng(self.seed, 0, "center")).to(self.device)
         self.theory_applies = True
         return CenterVerifier(self.data.theta_star + self.bias * u, self.radius, self.sigma, self.reliability)
 

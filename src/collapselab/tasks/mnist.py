@@ -20,7 +20,7 @@ from ..device import resolve_bf16
 from ..errors import ConfigError
 from ..interfaces import Policy, load_state, state_of
 from ..nets import EVALUATOR, JUDGE, NetSpec, get_net
-from ..rng import make_generator
+from ..rng import make_rng
 from ..sampling import Collected, collect
 from ..verifiers.mnist import JudgeVerifier, label_scores, pool_size, rank_select
 from .mnist_eval import MNISTEvaluator, save_samples
@@ -66,7 +66,7 @@ class MNISTTask:
         self.mnist = load_mnist(root, str(get(cfg, "data.source", "auto")))
         if n_real > len(self.mnist.train_y):
             raise ConfigError(f"data.n_real={n_real} exceeds the {len(self.mnist.train_y)} training images")
-        idx = class_balanced_indices(self.mnist.train_y, n_real, make_generator(self.seed, 0, "data"))
+        idx = class_balanced_indices(self.mnist.train_y, n_real, make_rng(self.seed, 0, "data"))
         self.real = Batch(binarize(self.mnist.train_x[idx]).to(device), self.mnist.train_y[idx].to(device))
         self.cache_dir = root / "nets"  # networks the project trains itself
         self.classifier_acc = None
@@ -128,9 +128,9 @@ class MNISTTask:
         v = self.verifier
         if v is None or not getattr(v, "fits_on_synthetic", False) or not v.fit_due():
             return
-        rng = make_generator(self.seed, generation, "verifier_fit", self.device)
+        rng = make_rng(self.seed, generation, "verifier_fit", self.device)
         n = v.fit_size
-        idx = class_balanced_indices(self.mnist.train_y, n, make_generator(self.seed, generation, "verifier_fit"))
+        idx = class_balanced_indices(self.mnist.train_y, n, make_rng(self.seed, generation, "verifier_fit"))
         real = (binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
         # fakes carry the real set's label histogram, so a conditional discriminator cannot tell them by label
         fake_y = real[1][torch.randperm(n, generator=rng, device=rng.device).to(self.device)]

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .checkpoint import load_torch, save_torch
-from .data.mnist import MNIST, binarize, class_balanced_indices
+from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class SmallCNN(nn.Module):
             nn.Linear(c * 7 * 7, feat), nn.ReLU(),
         )
         self.drop = nn.Dropout(0.25)
-        self.head = nn.Linear(feat, 10)
+        self.head = nn.Linear(feat, N_CLASSES)
 
     def features(self, x: Tensor) -> Tensor:
         """x [N, 1, 28, 28] in {0, 1} -> [N, feat]."""

@@ -19,6 +19,7 @@ from .mnist_files import (FILES, SOURCES, _install_checked, check_files, ensure_
 
 N_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)  # one binary image, channels first
+N_PIXELS = 28 * 28
 
 
 @dataclass
@@ -94,14 +95,14 @@ def balanced_counts(labels: Tensor, n: int) -> list[int]:
     and its shortfall is spread over the classes that still have spare images (water filling), so any n
     up to len(labels) works: n = 60000 on MNIST is every training image.
     """
-    avail = [int((labels == c).sum()) for c in range(10)]
+    avail = [int((labels == c).sum()) for c in range(N_CLASSES)]
     if n > sum(avail):
         raise DataError(f"asked for {n} images; the data holds {sum(avail)}")
-    want = [n // 10 + (1 if c < n % 10 else 0) for c in range(10)]
+    want = [n // N_CLASSES + (1 if c < n % N_CLASSES else 0) for c in range(N_CLASSES)]
     counts = [min(w, a) for w, a in zip(want, avail)]
     left = n - sum(counts)
     while left > 0:
-        spare = [c for c in range(10) if counts[c] < avail[c]]
+        spare = [c for c in range(N_CLASSES) if counts[c] < avail[c]]
         share = max(left // len(spare), 1)
         for c in spare:
             k = min(share, avail[c] - counts[c], left)
@@ -129,7 +130,7 @@ def pack_bits(x: Tensor) -> Tensor:
 
 def unpack_bits(b: Tensor) -> Tensor:
     """uint8 [N, 98] -> float {0, 1} [N, 1, 28, 28]."""
-    arr = np.unpackbits(b.cpu().numpy(), axis=1)[:, :784]
-    return torch.from_numpy(arr.astype(np.float32)).reshape(-1, 1, 28, 28)
+    arr = np.unpackbits(b.cpu().numpy(), axis=1)[:, :N_PIXELS]
+    return torch.from_numpy(arr.astype(np.float32)).reshape(-1, *IMAGE_SHAPE)
 
 

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..batch import Batch
 from ..config import require_choice, require_int, require_number
+from ..data.mnist import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from ..device import bf16_autocast, native_bf16, resolve_bf16
 from ..errors import ConfigError, RunError
 
@@ -48,7 +49,7 @@ class ConvDecoder(nn.Module):
 class MLPEncoder(nn.Module):
     def __init__(self, latent_dim: int, n_cond: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(784 + n_cond, 512), nn.GELU(), nn.Linear(512, 256), nn.GELU(),
+        self.net = nn.Sequential(nn.Linear(N_PIXELS + n_cond, 512), nn.GELU(), nn.Linear(512, 256), nn.GELU(),
                                  nn.Linear(256, 2 * latent_dim))
 
     def forward(self, x: Tensor, c: Tensor | None) -> Tensor:
@@ -60,10 +61,10 @@ class MLPDecoder(nn.Module):
     def __init__(self, latent_dim: int, n_cond: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(latent_dim + n_cond, 256), nn.GELU(), nn.Linear(256, 512), nn.GELU(),
-                                 nn.Linear(512, 784))
+                                 nn.Linear(512, N_PIXELS))
 
     def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
-        return self.net(z if c is None else torch.cat([z, c], 1)).view(-1, 1, 28, 28)
+        return self.net(z if c is None else torch.cat([z, c], 1)).view(-1, *IMAGE_SHAPE)
 
 
 ARCHS = {"conv": (ConvEncoder, ConvDecoder), "mlp": (MLPEncoder, MLPDecoder)}
@@ -74,13 +75,13 @@ class VAE(nn.Module):
 
     def __init__(self, arch: str = "conv", latent_dim: int = 20, conditional: bool = True) -> None:
         super().__init__()
-        n_cond = 10 if conditional else 0
+        n_cond = N_CLASSES if conditional else 0
         enc, dec = ARCHS[arch]
         self.encoder, self.decoder = enc(latent_dim, n_cond), dec(latent_dim, n_cond)
         self.latent_dim, self.conditional = latent_dim, conditional
 
     def cond(self, y: Tensor) -> Tensor | None:
-        return F.one_hot(y, 10).float() if self.conditional else None
+        return F.one_hot(y, N_CLASSES).float() if self.conditional else None
 
     def nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None) -> Tensor:
         """Per-sample negative ELBO [N] (nats): summed Bernoulli BCE + KL, one posterior sample."""
@@ -220,14 +221,14 @@ class VAEGenerator:
 
     def sample(self, n: int, rng: torch.Generator) -> Batch:
         """n class-balanced samples (labels 0..9 in turn)."""
-        y = torch.arange(n, device=self.device) % 10
+        y = torch.arange(n, device=self.device) % N_CLASSES
         return Batch(self.decode(y, rng), y)
 
     def propose(self, m: int, rng: torch.Generator) -> tuple[Tensor, Tensor]:
         """m candidates per class: x [1, 10, m, 1, 28, 28], y [1, 10, m]."""
-        y = torch.arange(10, device=self.device).repeat_interleave(m)
+        y = torch.arange(N_CLASSES, device=self.device).repeat_interleave(m)
         x = self.decode(y, rng)
-        return x.view(1, 10, m, 1, 28, 28), y.view(1, 10, m)
+        return x.view(1, N_CLASSES, m, *IMAGE_SHAPE), y.view(1, N_CLASSES, m)
 
     def state_dict(self) -> dict:
         return self.model.state_dict()

@@ -1,10 +1,11 @@
 """Feature-space metrics on evaluator features (torch in, floats out)."""
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..data.mnist import N_CLASSES
 
 
 def feature_stats(f: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +56,7 @@ def precision_recall(f_real: Tensor, f_gen: Tensor, k: int = 3) -> tuple[float, 
     return _coverage(f_gen, f_real, r_real), _coverage(f_real, f_gen, r_gen)
 
 
-def class_entropy(pred: Tensor, n_classes: int = 10) -> float:
+def class_entropy(pred: Tensor, n_classes: int = N_CLASSES) -> float:
     """Entropy (nats) of the predicted-class histogram; ln 10 = 2.303 is uniform."""
     p = torch.bincount(pred.cpu(), minlength=n_classes).double()
     p = p / p.sum()

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..config import get, require_choice, require_int, require_number
+from ..data.mnist import N_CLASSES, N_PIXELS
 from ..device import bf16_autocast
 from ..errors import ConfigError
 from ..nets import SmallCNN, classifier_spec, predict, predict_logits
@@ -92,7 +93,7 @@ class DiscriminatorMLP(nn.Module):
 
     def __init__(self, n_cond: int = 0) -> None:
         super().__init__()
-        dims = [784 + n_cond, 512, 256, 128, 64]
+        dims = [N_PIXELS + n_cond, 512, 256, 128, 64]
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
@@ -119,7 +120,7 @@ class DiscriminatorVerifier:
         self.device, self.keep_fraction = device, keep_fraction
         self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
         self.fit_size, self.refit = fit_size, refit
-        self.n_cond = 10 if conditional else 0
+        self.n_cond = N_CLASSES if conditional else 0
         self.bf16 = bf16 and device.type in ("cpu", "cuda")  # bf16 autocast while training; scores stay fp32
         self.net: DiscriminatorMLP | None = None
         self.fit_stats: dict[str, float] = {}

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .checkpoint import load_torch, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
+from .training import train_minibatch
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +95,9 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
     steps = spec.epochs * ((n + spec.batch_size - 1) // spec.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr * 3, total_steps=steps)
-    bar = tqdm(total=steps, desc=f"train {spec.role} net", disable=not progress, leave=False)
-    for _ in range(spec.epochs):
-        net.train()
-        order = torch.randperm(n, generator=g).to(device)
-        for i in range(0, n, spec.batch_size):
-            b = order[i:i + spec.batch_size]
-            loss = F.cross_entropy(net(x[b]), y[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-    bar.close()
+    train_minibatch(net, lambda b: F.cross_entropy(net(x[b]), y[b]), torch.arange(n, device=device), optimizer=opt,
+                    epochs=spec.epochs, batch_size=spec.batch_size, rng=g, scheduler=sched,
+                    desc=f"{spec.role} network", progress=progress)
     return net, accuracy(net, data.test_x, data.test_y, device)
 
 

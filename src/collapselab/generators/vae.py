@@ -1,20 +1,19 @@
 """(C)VAE on binary MNIST: the paper's conv architecture (or an MLP), early stopping on a held-out split."""
 from __future__ import annotations
 
-import copy
 import logging
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..batch import Batch
 from ..config import require_choice, require_int, require_number
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from ..device import bf16_autocast, native_bf16, resolve_bf16
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError
+from ..training import train_minibatch
 
 log = logging.getLogger(__name__)
 
@@ -161,40 +160,19 @@ class VAEGenerator:
             epochs = max(epochs, math.ceil(self.min_steps / per_epoch))
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=epochs * per_epoch,
                                                         pct_start=0.15)
-        best, best_state, bad, epoch, tr_loss = math.inf, None, 0, 0, math.nan
-        bar = tqdm(range(epochs), desc="fit vae", leave=False, disable=not self.progress)
-        for epoch in bar:
-            self.model.train()
-            order = tr_idx[torch.randperm(len(tr_idx), generator=rng, device=rng.device).to(self.device)]
-            total = 0.0
-            for i in range(0, len(order), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                with self._autocast():
-                    loss = self.model.nelbo(x[idx], y[idx], rng).mean()
-                if not torch.isfinite(loss):
-                    raise RunError(f"the VAE loss became {float(loss)} at epoch {epoch + 1}; lower generator.lr "
-                                   f"(now {self.lr}) or check the training data")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                total += float(loss.detach()) * len(idx)
-            tr_loss = total / max(len(order), 1)
-            if n_val == 0:
-                continue
-            val = float(self.batch_nelbo(x[val_idx], y[val_idx], rng, bf16=True).mean())
-            bar.set_postfix(train=f"{tr_loss:.1f}", val=f"{val:.1f}")
-            if val < best - 1e-3:
-                best, bad = val, 0
-                best_state = copy.deepcopy(self.model.state_dict())
-            else:
-                bad += 1
-                if bad >= self.patience:
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        return {"train_nelbo": tr_loss, "val_nelbo": best, "epochs": epoch + 1}
+
+        def loss_fn(idx: Tensor) -> Tensor:
+            with self._autocast():
+                return self.model.nelbo(x[idx], y[idx], rng).mean()
+
+        def val_fn() -> float:
+            return float(self.batch_nelbo(x[val_idx], y[val_idx], rng, bf16=True).mean())
+
+        out = train_minibatch(self.model, loss_fn, tr_idx, optimizer=opt, epochs=epochs, batch_size=self.batch_size,
+                              rng=rng, scheduler=sched, val_fn=val_fn if n_val else None, patience=self.patience,
+                              nan_hint=f"lower generator.lr (now {self.lr}) or check the training data",
+                              desc="VAE", progress=self.progress)
+        return {"train_nelbo": out.train_loss, "val_nelbo": out.best_val, "epochs": out.epochs}
 
     def _mean_batch(self, y: Tensor, rng: torch.Generator) -> Tensor:
         """Decoder probabilities [n, 1, 28, 28] (fp32) for labels y [n] and z ~ N(0, I) drawn from ``rng``."""

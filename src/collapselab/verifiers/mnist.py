@@ -12,12 +12,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..config import get, require_choice, require_int, require_number
 from ..data.mnist import N_CLASSES, N_PIXELS
 from ..device import bf16_autocast
 from ..errors import ConfigError
+from ..training import train_minibatch
 from ..nets import SmallCNN, classifier_spec, predict, predict_logits
 from .base import apply_reliability
 
@@ -139,19 +139,15 @@ class DiscriminatorVerifier:
         perm = torch.randperm(len(t), generator=rng, device=rng.device).to(self.device)
         n_val = max(1, len(t) // 10)
         val, tr = perm[:n_val], perm[n_val:]
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
-        bar = tqdm(range(self.epochs), desc="fit discriminator", leave=False, disable=not self.progress)
-        for _ in bar:
-            self.net.train()
-            order = tr[torch.randperm(len(tr), generator=rng, device=rng.device).to(self.device)]
-            for i in range(0, len(order), self.batch_size):
-                b = order[i:i + self.batch_size]
-                with bf16_autocast(self.device, self.bf16):
-                    logit = self.net(x[b], y[b])
-                loss = F.binary_cross_entropy_with_logits(logit.float(), t[b])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+
+        def loss_fn(b: Tensor) -> Tensor:
+            with bf16_autocast(self.device, self.bf16):
+                logit = self.net(x[b], y[b])
+            return F.binary_cross_entropy_with_logits(logit.float(), t[b])
+
+        train_minibatch(self.net, loss_fn, tr, optimizer=torch.optim.Adam(self.net.parameters(), lr=self.lr),
+                        epochs=self.epochs, batch_size=self.batch_size, rng=rng, desc="discriminator",
+                        progress=self.progress)
         self.net.eval()
         acc = float(((self.logits(x[val], y[val]) > 0).float() == t[val]).float().mean())
         self.fit_stats = {"discriminator_accuracy": acc}

@@ -1,0 +1,73 @@
+"""The one minibatch trainer behind every network the project trains: the (C)VAE, the evaluator / judge /
+classifier networks and the discriminator.
+
+Adam (or any optimizer) over seeded shuffles of the training indices, an optional per-step schedule,
+a NaN check that names the fix, an optional held-out value with early stopping (the best epoch's
+weights are restored), and a progress bar. The caller's ``loss_fn(idx)`` computes the mean loss of a
+minibatch (with its own autocast), so the trainer never sees the model's inputs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .errors import RunError
+
+
+@dataclass
+class Trained:
+    """What a training run reports: the last epoch's mean loss, the best held-out value, epochs run."""
+
+    train_loss: float
+    best_val: float
+    epochs: int
+
+
+def train_minibatch(module: nn.Module, loss_fn: Callable[[Tensor], Tensor], train_idx: Tensor, *,
+                    optimizer: torch.optim.Optimizer, epochs: int, batch_size: int, rng: torch.Generator,
+                    scheduler=None, val_fn: Callable[[], float] | None = None, patience: int | None = None,
+                    nan_hint: str = "", desc: str = "train", progress: bool = True) -> Trained:
+    """Train ``module`` for up to ``epochs`` passes over ``train_idx`` [N] in shuffled minibatches.
+
+    Each epoch draws its order from ``rng`` (so a seed fixes every minibatch). With ``val_fn``, the
+    held-out value is read after every epoch; the best epoch's weights are kept, and training stops
+    after ``patience`` epochs without an improvement of 1e-3.
+    """
+    best, best_state, bad, epoch, train_loss = math.inf, None, 0, 0, math.nan
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not progress)
+    for epoch in bar:
+        module.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=rng, device=rng.device).to(train_idx.device)]
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            loss = loss_fn(idx)
+            if not torch.isfinite(loss):
+                raise RunError(f"the {desc} loss became {float(loss.detach())} at epoch {epoch + 1}; {nan_hint}".rstrip("; "))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total += float(loss.detach()) * len(idx)
+        train_loss = total / max(len(order), 1)
+        if val_fn is None:
+            continue
+        val = val_fn()
+        bar.set_postfix(train=f"{train_loss:.4g}", val=f"{val:.4g}")
+        if val < best - 1e-3:
+            best, bad = val, 0
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            bad += 1
+            if patience is not None and bad >= patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return Trained(train_loss, best, epoch + 1)

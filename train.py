@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from collapselab.errors import CollapseLabError
 from collapselab.loop import run
+from collapselab.runguard import RunDirBusy, RunInterrupted
 
 log = logging.getLogger("collapselab")
 
@@ -26,9 +27,20 @@ def main(cfg: DictConfig) -> dict | None:
         out = run(OmegaConf.to_container(cfg, resolve=True), run_dir)
         error_file.unlink(missing_ok=True)
         return out
+    except RunInterrupted as e:  # SIGTERM / SIGINT: finished generations are saved; the loop said so
+        sys.exit(128 + e.signum)
+    except RunDirBusy as e:  # another process holds this directory: touch nothing in it
+        if hc.mode == RunMode.MULTIRUN:
+            log.warning("skipped: %s", e)  # a sweep re-run while the first is still going
+            return None
+        log.error("%s", e)
+        sys.exit(2)
     except Exception as e:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
+        except OSError:
+            pass  # an unwritable run dir: the message below says so
         if hc.mode == RunMode.MULTIRUN:
             log.error("%s (details in %s)", e, error_file)
             raise  # the launcher records the failure; the other jobs go on

@@ -1,6 +1,7 @@
 """Run-directory layout, atomic writes, and reading back what a run has finished."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .errors import RunError
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
@@ -19,24 +22,36 @@ def gen_dir(run_dir: Path, generation: int) -> Path:
     return Path(run_dir) / f"gen_{generation:03d}"
 
 
+def write_failed(path: Path, e: OSError) -> RunError:
+    """A failed write (full disk, read-only or unwritable folder) as one line naming the path."""
+    why = e.strerror or str(e) or type(e).__name__
+    return RunError(f"could not write {path}: {why}. Earlier generations are intact: free space or fix the "
+                    "folder's permissions, then run the same command to resume")
+
+
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_failed(path, e) from None
         raise
 
 
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same folder, then rename: never a half-written file."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+    buf = io.BytesIO()  # serialised first, so a full disk shows up as the OSError of a plain write
+    torch.save(obj, buf)
+    _atomic_write(Path(path), lambda f: f.write(buf.getbuffer()))
 
 
 def load_torch(path: Path) -> Any:
@@ -83,7 +98,17 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 def append_metrics(run_dir: Path, row: dict) -> None:
     """Append one row and fsync: once this returns the generation counts as finished."""
-    with open(Path(run_dir) / METRICS, "a") as f:
-        f.write(json.dumps(clean_json(row)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    path = Path(run_dir) / METRICS
+    line = json.dumps(clean_json(row)) + "\n"
+    try:
+        with open(path, "a") as f:
+            start = f.tell()
+            try:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(start)  # no torn row left behind (a reader would drop it anyway)
+                raise
+    except OSError as e:
+        raise write_failed(path, e) from None

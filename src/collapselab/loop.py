@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,14 +10,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_json,
-                         write_metrics)
+from .checkpoint import (SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_failed,
+                         write_json, write_metrics)
 from .config import diff_configs, flatten, validate_common
 from .device import resolve_device
 from .errors import ConfigError, RunError
 from .interfaces import Policy
 from .policies import build_policy
 from .rng import derive_seed, make_rng, seed_everything
+from .runguard import RunInterrupted, critical, run_lock, stop_signals
 from .tasks import build_task
 from .tblog import TBLogger
 
@@ -42,14 +44,34 @@ class _Clock:
             self.seconds[stage] = round(time.perf_counter() - t0, 3)
 
 
-def _finished_generations(run_dir: Path) -> list[dict]:
-    """Rows of generations 0..k that are finished: a metrics row and a checkpoint, contiguous from 0."""
+def _finished_generations(run_dir: Path, accumulate: bool = False) -> list[dict]:
+    """Rows of generations 0..k that are finished: a metrics row and a readable checkpoint (and, when the
+    policy accumulates, a readable synthetic set), contiguous from 0. An unreadable file is moved aside
+    (``<name>.unreadable``) with a warning, and its generation counts as unfinished."""
     rows = []
     for i, row in enumerate(read_metrics(run_dir)):
-        if row.get("generation") != i or not (gen_dir(run_dir, i) / CHECKPOINT).exists():
+        files = [gen_dir(run_dir, i) / CHECKPOINT] + ([gen_dir(run_dir, i) / SYNTHETIC] if accumulate and i else [])
+        if row.get("generation") != i or not all(p.exists() for p in files) or not all(_readable(p) for p in files):
             break
         rows.append(row)
     return rows
+
+
+def _readable(path: Path) -> bool:
+    """Load ``path``; if that fails, move it aside and warn (generation 0 cannot be redone from anything)."""
+    try:
+        load_torch(path)
+        return True
+    except Exception as e:  # noqa: BLE001 - a truncated zip, a bad pickle, an I/O error: all mean unreadable
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        if path.parent.name == "gen_000" and path.name == CHECKPOINT:
+            raise RunError(f"cannot resume: {path} is unreadable ({reason}); generation 0 holds the run's "
+                           "config and first model, so start the run again in a new hydra.run.dir") from None
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        log.warning("%s is unreadable (%s): moved to %s; its generation and later ones will be redone",
+                    path, reason, aside.name)
+        return False
 
 
 def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
@@ -71,7 +93,7 @@ def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
 
 def _resume(run_dir: Path, cfg: dict, task, policy: Policy) -> tuple[list[dict], object, list]:
     """(finished rows, the last finished generator, earlier synthetic sets) of a run dir; empty for a new run."""
-    rows = _finished_generations(run_dir)
+    rows = _finished_generations(run_dir, policy.accumulate)
     if not rows:
         write_metrics(run_dir, [])
         return rows, None, []
@@ -123,11 +145,26 @@ def _generation(task, policy: Policy, t: int, prev_model, history: list, rng: di
 
 
 def run(cfg: dict, run_dir: str | Path) -> dict:
-    """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row."""
+    """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row.
+
+    One process at a time holds ``run_dir`` (RunDirBusy otherwise); SIGTERM / SIGINT stop it cleanly
+    (RunInterrupted) with every finished generation on disk, so the same call resumes it.
+    """
     run_dir = Path(run_dir)
     validate_common(cfg)
     policy = build_policy(cfg)
-    done = _finished_generations(run_dir)
+    with run_lock(run_dir), stop_signals():
+        try:
+            return _run(cfg, run_dir, policy)
+        except RunInterrupted as e:
+            n = len(read_metrics(run_dir))
+            log.warning("stopped by %s after generation %d: every finished generation is saved; run the same "
+                        "command again to resume", e, n - 1)
+            raise
+
+
+def _run(cfg: dict, run_dir: Path, policy: Policy) -> dict:
+    done = _finished_generations(run_dir, policy.accumulate)
     if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
         _check_stored_config(run_dir, cfg, len(done))
         log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
@@ -151,18 +188,11 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             seed_everything(derive_seed(seed, t, "init"))
             rng = {s: make_rng(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
             model, row, synthetic, col = _generation(task, policy, t, prev_model, history, rng)
-            gdir = gen_dir(run_dir, t)
-            gdir.mkdir(parents=True, exist_ok=True)
-            every = int(cfg.get("samples_every", 1))
-            if every and (t % every == 0 or t == n_gen):
-                task.save_samples(gdir / "samples.png", model, t, col, tb)
-            tb.log_scalars(row, t)
-            tb.flush()
-            if t > 0 and (policy.accumulate or cfg.get("keep_synthetic", True)):
-                save_torch(task.pack_synthetic(synthetic), gdir / SYNTHETIC)
-            save_torch({"generation": t, "config": cfg, "generator": model.state_dict(),
-                        "verifier": task.verifier_state(), "metrics": row}, gdir / CHECKPOINT)
-            append_metrics(run_dir, row)
+            with critical():  # a stop signal waits until the generation's files are all written
+                try:
+                    _save_generation(run_dir, cfg, task, policy, t, model, row, synthetic, col, tb)
+                except OSError as e:  # pictures or TensorBoard on a full disk / unwritable folder
+                    raise write_failed(Path(e.filename or gen_dir(run_dir, t)), e) from None
             rows.append(row)
             if t > 0 and policy.accumulate:
                 history.append(synthetic)
@@ -170,7 +200,29 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             bar.set_postfix({k: f"{row[k]:.4g}" for k in task.headline[:2] if isinstance(row.get(k), float)})
     finally:
         tb.close()
+    return _finish(run_dir, cfg, task, rows, n_gen)
 
+
+def _save_generation(run_dir: Path, cfg: dict, task, policy: Policy, t: int, model, row: dict, synthetic, col,
+                     tb) -> None:
+    """Pictures, TensorBoard, synthetic set, checkpoint, then the metrics row (which makes it finished)."""
+    n_gen = int(cfg["generations"])
+    gdir = gen_dir(run_dir, t)
+    gdir.mkdir(parents=True, exist_ok=True)
+    every = int(cfg.get("samples_every", 1))
+    if every and (t % every == 0 or t == n_gen):
+        task.save_samples(gdir / "samples.png", model, t, col, tb)
+    tb.log_scalars(row, t)
+    tb.flush()
+    if t > 0 and (policy.accumulate or cfg.get("keep_synthetic", True)):
+        save_torch(task.pack_synthetic(synthetic), gdir / SYNTHETIC)
+    save_torch({"generation": t, "config": cfg, "generator": model.state_dict(),
+                "verifier": task.verifier_state(), "metrics": row}, gdir / CHECKPOINT)
+    append_metrics(run_dir, row)
+
+
+def _finish(run_dir: Path, cfg: dict, task, rows: list[dict], n_gen: int) -> dict:
+    """summary.json, the end-of-run table and where to look."""
     if n_gen + 1 < len(rows):
         log.info("%s already holds generations 0..%d (generations=%d asked): nothing to do",
                  run_dir, len(rows) - 1, n_gen)

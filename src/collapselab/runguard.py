@@ -1,0 +1,106 @@
+"""Run-directory integrity: one writer per run directory, and a clean stop on SIGTERM / SIGINT.
+
+The lock is an OS lock (``fcntl.flock``) on ``<run>/.lock``: the kernel releases it when its process
+dies, however it dies, so there is never a stale lock to clean up. The file itself says who holds it.
+
+A stop signal (a cluster's preemption sends SIGTERM, then SIGKILL after a grace period) raises
+``RunInterrupted`` at once, except inside ``critical()`` sections (the writes that finish a
+generation), where it is held until the section ends: a generation is either finished or not started.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from .errors import RunError
+
+LOCK = ".lock"
+
+
+class RunDirBusy(RunError):
+    """Another live process holds the run directory."""
+
+
+class RunInterrupted(BaseException):
+    """A stop signal arrived; everything finished so far is on disk and resumable."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``<run_dir>/.lock`` for the block; a second holder gets RunDirBusy naming the first."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(os.pread(fd, 4096, 0))
+            raise RunDirBusy(f"{run_dir} is in use by another run ({holder}); wait for it to end or stop it, "
+                             "or give this run another hydra.run.dir") from None
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _describe(blob: bytes) -> str:
+    try:
+        h = json.loads(blob.decode())
+        return f"pid {h['pid']} on {h['host']}, started {h['started']}"
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return "a process that has not yet said who it is"
+
+
+class _Guard:
+    depth = 0
+    pending: int | None = None
+
+
+def _on_signal(signum, frame) -> None:
+    if _Guard.depth > 0:
+        _Guard.pending = signum  # raised when the critical section ends
+        return
+    raise RunInterrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """SIGTERM and SIGINT raise RunInterrupted inside the block (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    _Guard.pending = None
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def critical():
+    """Hold stop signals until the block ends (the writes that finish one generation)."""
+    _Guard.depth += 1
+    try:
+        yield
+    finally:
+        _Guard.depth -= 1
+        if _Guard.depth == 0 and _Guard.pending is not None:
+            signum, _Guard.pending = _Guard.pending, None
+            raise RunInterrupted(signum)

@@ -1,0 +1,172 @@
+"""Run integrity: one writer per run dir, unreadable checkpoints, SIGTERM, full disks and unwritable folders."""
+import errno
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from collapselab.errors import RunError
+from collapselab.runguard import RunDirBusy, RunInterrupted, critical, run_lock, stop_signals
+
+from .conftest import ROOT, read_rows, run_cfg, run_train, strip_wall, train_cmd
+
+LIN = ["generator=linear", "replicates=20", "samples_every=0"]
+
+
+def tmp_files(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ----- one writer per run directory -------------------------------------------------------------------------
+def test_a_held_run_dir_is_refused_with_the_holder_named(tmp_run):
+    with run_lock(tmp_run):
+        with pytest.raises(RunDirBusy, match=rf"{tmp_run} is in use by another run \(pid {os.getpid()} on "):
+            run_cfg(LIN + ["generations=1"], tmp_run)
+    assert not (tmp_run / "metrics.jsonl").exists()
+    assert len(run_cfg(LIN + ["generations=1"], tmp_run)) == 2  # released: the kernel drops it with the holder
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    args = train_cmd("generator=linear", "generations=30", "replicates=2000", "progress=false",
+                     f"hydra.run.dir={run_dir}")
+    procs = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = outs[[p.returncode for p in procs].index(2)]
+    assert "is in use by another run (pid" in loser and "Traceback" not in loser
+    assert [r["generation"] for r in read_rows(run_dir)] == list(range(31))
+
+
+@pytest.mark.slow
+def test_a_sweep_rerun_skips_the_jobs_in_progress(tmp_path):
+    sweep = tmp_path / "sweep"
+    base = ["-m", "generator=linear", "replicates=4", "generations=2", "progress=false", f"hydra.sweep.dir={sweep}",
+            "verifier.bias=0.1,0.2"]
+    busy = sweep / "generator=linear,replicates=4,verifier.bias=0.2"
+    with run_lock(busy):  # as if another sweep were running this job now
+        p = run_train(*base)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "skipped:" in p.stdout + p.stderr and "is in use by another run" in p.stdout + p.stderr
+    assert len(read_rows(sweep / "generator=linear,replicates=4,verifier.bias=0.1")) == 3
+    assert not (busy / "metrics.jsonl").exists() and not (busy / "error.txt").exists()
+
+
+# ----- unreadable checkpoints ------------------------------------------------------------------------------
+def test_truncated_checkpoint_is_moved_aside_and_redone(tmp_path, caplog):
+    ref = run_cfg(LIN + ["generations=5"], tmp_path / "ref")
+    run_dir = tmp_path / "run"
+    run_cfg(LIN + ["generations=4"], run_dir)
+    ckpt = run_dir / "gen_003" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    rows = run_cfg(LIN + ["generations=5"], run_dir)
+    assert strip_wall(rows) == strip_wall(ref)
+    assert f"{ckpt} is unreadable" in caplog.text and "checkpoint.pt.unreadable" in caplog.text
+    assert (run_dir / "gen_003" / "checkpoint.pt.unreadable").exists() and ckpt.exists()
+
+
+def test_unreadable_synthetic_set_of_an_accumulating_run(tmp_path, caplog):
+    args = LIN + ["policy=verify_accumulate"]
+    ref = run_cfg(args + ["generations=4"], tmp_path / "ref")
+    run_dir = tmp_path / "run"
+    run_cfg(args + ["generations=4"], run_dir)
+    (run_dir / "gen_002" / "synthetic.pt").write_bytes(b"not a checkpoint")
+    (run_dir / "summary.json").unlink()
+    assert strip_wall(run_cfg(args + ["generations=4"], run_dir)) == strip_wall(ref)
+    assert "synthetic.pt is unreadable" in caplog.text
+
+
+def test_unreadable_generation_zero_is_one_line(tmp_run):
+    run_cfg(LIN + ["generations=1"], tmp_run)
+    (tmp_run / "gen_000" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(RunError, match=r"gen_000/checkpoint\.pt is unreadable .*new hydra\.run\.dir") as err:
+        run_cfg(LIN + ["generations=2"], tmp_run)
+    assert "\n" not in str(err.value)
+
+
+# ----- stop signals ----------------------------------------------------------------------------------------
+def test_a_stop_signal_waits_for_the_critical_section():
+    done = []
+    with stop_signals():
+        with pytest.raises(RunInterrupted, match="SIGTERM"):
+            with critical():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("finished the writes")
+    assert done == ["finished the writes"]
+    with stop_signals(), pytest.raises(RunInterrupted, match="SIGINT"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", [["generator=linear", "replicates=1000"], ["generator=gaussian", "replicates=2000"]],
+                         ids=["linear", "gaussian"])
+def test_sigterm_stops_cleanly_and_resumes_exactly(tmp_path, study):
+    args = study + ["generations=25", "policy=verify_accumulate", "progress=false"]
+    assert run_train(*args, f"hydra.run.dir={tmp_path / 'ref'}").returncode == 0
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(*args, f"hydra.run.dir={run_dir}"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    out = proc.communicate(timeout=60)[0]
+    assert time.time() - t0 < 10
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "stopped by SIGTERM after generation" in out and "run the same command again" in out
+    assert tmp_files(run_dir) == [] and "Traceback" not in out
+    assert len(read_rows(run_dir)) < 26, "the run finished before it could be stopped"
+    assert run_train(*args, f"hydra.run.dir={run_dir}").returncode == 0
+    assert strip_wall(read_rows(run_dir)) == strip_wall(read_rows(tmp_path / "ref"))
+
+
+# ----- full disks and unwritable folders -------------------------------------------------------------------
+@pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS])
+def test_a_failed_write_is_one_line_and_loses_nothing(tmp_path, monkeypatch, failure):
+    import collapselab.checkpoint as C
+
+    ref = run_cfg(LIN + ["generations=3"], tmp_path / "ref")
+    real_mkstemp, calls = C.tempfile.mkstemp, []
+
+    def mkstemp(*a, **k):
+        calls.append(k.get("prefix"))
+        if k.get("prefix", "").startswith(".checkpoint.pt") and len([c for c in calls if "checkpoint" in c]) == 3:
+            raise OSError(failure, os.strerror(failure), str(k["dir"]))
+        return real_mkstemp(*a, **k)
+
+    monkeypatch.setattr(C.tempfile, "mkstemp", mkstemp)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunError, match=rf"could not write {run_dir}/gen_002/checkpoint\.pt: {os.strerror(failure)}"):
+        run_cfg(LIN + ["generations=3"], run_dir)
+    assert [r["generation"] for r in read_rows(run_dir)] == [0, 1] and tmp_files(run_dir) == []
+    monkeypatch.setattr(C.tempfile, "mkstemp", real_mkstemp)
+    assert strip_wall(run_cfg(LIN + ["generations=3"], run_dir)) == strip_wall(ref)
+
+
+def test_a_failed_metrics_append_leaves_no_torn_row(tmp_path, monkeypatch):
+    import collapselab.checkpoint as C
+
+    run_dir = tmp_path / "run"
+    run_cfg(LIN + ["generations=1"], run_dir)
+
+    real_fsync = os.fsync
+
+    def fsync(fd):  # the disk fills up exactly when the metrics row is flushed
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(C.os, "fsync", fsync)
+    with pytest.raises(RunError, match=rf"could not write {run_dir}/metrics\.jsonl: No space left on device"):
+        run_cfg(LIN + ["generations=2"], run_dir)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and [r["generation"] for r in read_rows(run_dir)] == [0, 1]  # no torn third row

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import collapselab  # noqa: F401  (registers the resolver conf/config.yaml uses)
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf

@@ -170,3 +170,32 @@ def test_a_failed_metrics_append_leaves_no_torn_row(tmp_path, monkeypatch):
         run_cfg(LIN + ["generations=2"], run_dir)
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and [r["generation"] for r in read_rows(run_dir)] == [0, 1]  # no torn third row
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_submitit_job_then_rerun_the_sweep(tmp_path):
+    """A preempted job (SIGTERM) under submitit's launcher: the sweep reports it, a re-run resumes it exactly."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import json
+
+    base = ["-m", "hydra/launcher=submitit_local", "generator=linear", "replicates=1000", "generations=25",
+            "policy=verify_accumulate", "progress=false", "seed=0,1"]
+    ref = tmp_path / "ref"
+    assert run_train(*base, f"hydra.sweep.dir={ref}").returncode == 0
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(train_cmd(*base, f"hydra.sweep.dir={sweep}"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    job = sweep / "generator=linear,policy=verify_accumulate,replicates=1000,seed=0"
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((job / "metrics.jsonl").exists()
+                                          and len((job / "metrics.jsonl").read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    holder = json.loads((job / ".lock").read_text())  # the lock file names the job's process
+    os.kill(holder["pid"], signal.SIGTERM)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode != 0 and len(read_rows(job)) < 26 and tmp_files(sweep) == []
+    again = run_train(*base, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    for seed in (0, 1):
+        name = f"generator=linear,policy=verify_accumulate,replicates=1000,seed={seed}"
+        assert strip_wall(read_rows(sweep / name)) == strip_wall(read_rows(ref / name)), out[-2000:]

@@ -18,13 +18,41 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def require_int(cfg: dict, key: str, lo: int | None = None, hint: str = "") -> int:
-    """cfg[key] (dotted) must be an integer >= lo."""
+# Counts above this are refused up front (no study here needs them; they would exhaust memory mid-run).
+MAX_COUNT = 10**8
+# Float64 elements one tensor of the data may hold (4 GB).
+MAX_ELEMENTS = 5 * 10**8
+
+
+def require_int(cfg: dict, key: str, lo: int | None = None, hint: str = "", hi: int | None = MAX_COUNT) -> int:
+    """cfg[key] (dotted) must be an integer in [lo, hi]."""
     v = get(cfg, key)
-    if not _is_int(v) or (lo is not None and v < lo):
-        bound = f" >= {lo}" if lo is not None else ""
+    if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        bound = (f" >= {lo}" if lo is not None else "") + (f" and <= {hi:,}" if hi is not None else "")
         raise ConfigError(f"{key}={v!r} is invalid: it must be an integer{bound}. {hint}".strip())
     return v
+
+
+def require_bool(cfg: dict, key: str) -> bool:
+    v = get(cfg, key)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}={v!r} is invalid: choose true or false")
+    return v
+
+
+def require_label(cfg: dict, key: str) -> str:
+    """A component's ``name``: a non-empty string (it labels logs, errors and sweeps)."""
+    v = get(cfg, key)
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"{key}={v!r} is invalid: it must be a non-empty name (a string)")
+    return v
+
+
+def check_elements(n: int, what: str, hint: str) -> None:
+    """Refuse a tensor of more than MAX_ELEMENTS float64 values before it is allocated."""
+    if n > MAX_ELEMENTS:
+        raise ConfigError(f"{what} would hold {n:,} values ({n * 8 / 2**30:.0f} GiB), above the "
+                          f"{MAX_ELEMENTS:,} this machine is asked to allocate. {hint}".strip())
 
 
 def require_number(cfg: dict, key: str, lo: float | None = None, hi: float | None = None,
@@ -62,10 +90,17 @@ def get(cfg: dict, key: str, default: Any = None) -> Any:
 
 def validate_common(cfg: dict) -> None:
     """Top-level keys shared by every generator."""
-    require_int(cfg, "generations", 0, "Set generations to the number of retraining rounds after generation 0.")
-    require_int(cfg, "seed", 0)
+    require_int(cfg, "generations", 0, "Set generations to the number of retraining rounds after generation 0.",
+                hi=100_000)
+    require_int(cfg, "seed", 0, hi=2**63 - 1)
     require_int(cfg, "replicates", 1)
     require_int(cfg, "samples_every", 0)
+    for key in ("resume", "keep_synthetic", "progress"):
+        require_bool(cfg, key)
+    for group in ("generator", "verifier", "policy"):
+        require_label(cfg, f"{group}.name")
+    for key in ("filtered", "accumulate", "with_real"):
+        require_bool(cfg, f"policy.{key}")
     pol = cfg.get("policy", {})
     if pol.get("n_synthetic") is not None:
         require_int(cfg, "policy.n_synthetic", 1)
@@ -90,3 +125,15 @@ def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = NON_RESU
     a, b = flatten(stored), flatten(current)
     keys = sorted(set(a) | set(b))
     return [k for k in keys if k not in ignore and a.get(k, "<missing>") != b.get(k, "<missing>")]
+
+
+def check_training_sets(cfg: dict, n_real: int, per_sample: int, n_synthetic: int, accumulate: bool,
+                        replicates: int = 1) -> None:
+    """The largest training set a run will build (the last generation's; every generation's when the policy
+    accumulates) must fit: replicates x samples x per_sample values, checked before any data is made."""
+    gens = int(cfg["generations"])
+    growth = int(get(cfg, "policy.growth", 0) or 0)
+    last = n_synthetic + growth * max(gens - 1, 0)
+    synthetic = last * gens if accumulate else last
+    check_elements(replicates * (n_real + synthetic) * per_sample, "the largest training set",
+                   "Use fewer replicates, a smaller data.n_real or policy.n_synthetic, or fewer generations.")

@@ -144,6 +144,15 @@ def _generation(task, policy: Policy, t: int, prev_model, history: list, rng: di
     return model, row, synthetic, col
 
 
+def check_config(cfg: dict, device: str | None = None):
+    """Every config check a run makes before generation 0, without touching a run directory:
+    (device, policy, study). Building the study loads its data (and MNIST's cached networks)."""
+    validate_common(cfg)
+    policy = build_policy(cfg)
+    dev = resolve_device(device or cfg.get("device", "auto"))
+    return dev, policy, build_task(cfg, dev, policy)
+
+
 def run(cfg: dict, run_dir: str | Path) -> dict:
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row.
 

@@ -22,7 +22,7 @@ from torch import Tensor  # noqa: E402
 from .. import theory  # noqa: E402
 from ..batch import Batch  # noqa: E402
 from ..components import build  # noqa: E402
-from ..config import get, require_int, require_number  # noqa: E402
+from ..config import check_training_sets, get, require_int, require_number  # noqa: E402
 from ..errors import ConfigError, RunError  # noqa: E402
 from ..interfaces import Policy, load_state, state_of  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
@@ -95,6 +95,7 @@ class GaussianTask:
         if self.fit_variance and self.n_synthetic < 2 and not policy.with_real:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: the MLE variance of one "
                               "sample is 0; use policy.n_synthetic>=2")
+        check_training_sets(cfg, self.n_real, 2, self.n_synthetic, policy.accumulate, self.replicates)
         noise = torch.randn(self.replicates, self.n_real, generator=make_rng(self.seed, 0, "data"), dtype=DTYPE)
         y = (self.mu_star + self.sigma * noise).to(device)
         self.real = Batch(torch.ones(*y.shape, 1, dtype=DTYPE, device=device), y)

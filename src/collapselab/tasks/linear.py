@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from .. import theory  # noqa: E402
 from ..batch import Batch  # noqa: E402
-from ..config import get, require_choice, require_int, require_number  # noqa: E402
+from ..config import check_training_sets, get, require_choice, require_int, require_number  # noqa: E402
 from ..data.linear import DTYPE, make_linear_data  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
@@ -74,6 +74,8 @@ class LinearTask:
                 f"covariates needs at least data.dim={self.dim} samples; use policy.n_synthetic>={self.dim + 2}"
             )
 
+        per_generation = self.n_synthetic * (self.dim if self.design == "singular" else 1)  # quota per direction
+        check_training_sets(cfg, self.n_real, self.dim + 1, per_generation, policy.accumulate, self.replicates)
         self.data = make_linear_data(self.dim, self.n_real, self.sigma, theta_star, self.replicates,
                                      make_rng(self.seed, 0, "data")).to(device)
         self.real = self.data.real

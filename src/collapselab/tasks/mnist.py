@@ -14,7 +14,7 @@ import torch
 
 from ..batch import Batch
 from ..components import build
-from ..config import get, require_int, require_number
+from ..config import get, require_int, require_label, require_number
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, binarize, class_balanced_indices, load_mnist, pack_bits, unpack_bits
 from ..device import resolve_bf16
 from ..errors import ConfigError
@@ -31,6 +31,7 @@ HEADLINE = ("test_nelbo", "fid", "fid_mean", "precision", "recall", "label_accur
             "verifier_agreement")
 # The paper's regime: its first one-round gain is at ~8k retained images, 20k holds a gain for rounds 1-4
 DEFAULT_N_SYNTHETIC = 20000
+MAX_IMAGES = 1_000_000  # images a generation may ask for (a 10x candidate pool of them is ~31 GB of fp32)
 
 
 class MNISTTask:
@@ -54,15 +55,17 @@ class MNISTTask:
         probe = self.new_generator(0)  # checks the generator's keys before any data or network
         self.conditional = bool(getattr(probe, "conditional", True))
         n_real = require_int(cfg, "data.n_real", 10, "Generation 0 needs at least one image per class.")
-        eval_samples = require_int(cfg, "data.eval_samples", 20)
-        pr_samples = require_int(cfg, "data.pr_samples", 4)
+        eval_samples = require_int(cfg, "data.eval_samples", 20, hi=MAX_IMAGES)
+        pr_samples = require_int(cfg, "data.pr_samples", 4, hi=MAX_IMAGES)
+        if policy.n_synthetic is not None:
+            require_int(cfg, "policy.n_synthetic", 1, hi=MAX_IMAGES)
         self.n_synthetic = int(policy.n_synthetic or DEFAULT_N_SYNTHETIC)
         if self.n_synthetic < N_CLASSES:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: a class-balanced set needs at "
                               "least 10 images (one per class)")
 
         # data: loaded once, binarised once (pixel >= 128), kept in memory as tensors
-        root = Path(str(get(cfg, "data.root"))).expanduser()
+        root = Path(require_label(cfg, "data.root")).expanduser()
         self.mnist = load_mnist(root, str(get(cfg, "data.source", "auto")))
         if n_real > len(self.mnist.train_y):
             raise ConfigError(f"data.n_real={n_real} exceeds the {len(self.mnist.train_y)} training images")

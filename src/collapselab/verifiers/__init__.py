@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import require_number
 from ..errors import ConfigError
 
 
 def _study_oracle(study: Any, name: str, **kw: Any):
+    v = {"verifier": kw}  # every key is checked here, also those a study does not read
+    require_number(v, "verifier.radius", 0.0, lo_open=True)
+    require_number(v, "verifier.reliability", 0.0, 1.0)
+    require_number(v, "verifier.threshold", 0.0, 1.0)
+    require_number(v, "verifier.bias")
     make = getattr(study, "oracle", None)
     if make is None:
         raise ConfigError(f"verifier={name} does not fit generator={study.name}: that study has no oracle; "

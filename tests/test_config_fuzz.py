@@ -1,0 +1,76 @@
+"""Every leaf key of each study's composed config, given wrong values: a one-line error before any training.
+
+Values tried per key: a wrong type, negative, zero, NaN, huge (10**12) and an empty string. A key that
+legitimately takes one of these is listed in LEGIT (short, explicit); anything else must raise a
+CollapseLabError whose message is one line. check_config builds the study (data + cached networks) but
+trains nothing and writes no run directory.
+"""
+import copy
+
+import pytest
+
+from collapselab.config import flatten
+from collapselab.errors import CollapseLabError
+from collapselab.loop import check_config
+
+from .conftest import compose_cfg
+from .test_mnist_loop import fake_root  # noqa: F401 (one fake data root, its nets trained once a session)
+
+VALUES = {"type": "abc", "negative": -1, "zero": 0, "nan": float("nan"), "huge": 10**12, "empty": ""}
+
+# (key, kind) pairs that are valid settings, not mistakes
+LEGIT = {
+    **{(k, "type"): "a label" for k in ("generator.name", "verifier.name", "policy.name")},
+    ("data.root", "type"): "a folder name",
+    **{(k, "zero"): "0 is meaningful" for k in ("generations", "seed", "samples_every", "policy.growth",
+                                               "generator.min_steps", "verifier.reliability", "verifier.threshold")},
+    ("seed", "huge"): "any 63-bit seed",
+    **{(k, kind): "any real number" for k in ("data.mean", "data.theta_star", "verifier.bias")
+       for kind in ("negative", "zero", "huge")},
+    **{(k, "huge"): "a large scale or bound is a valid setting"
+       for k in ("data.noise_std", "data.std", "verifier.radius", "policy.max_candidates_factor", "generator.lr")},
+}
+
+STUDIES = {
+    "linear": ["generator=linear"],
+    "gaussian": ["generator=gaussian", "verifier=noisy_oracle"],
+    "mnist-classifier": ["verifier=classifier", "verifier.train_size=500"],
+    "mnist-discriminator": ["verifier=discriminator"],
+    "mnist-oracle": ["verifier=noisy_oracle"],
+}
+
+
+def set_key(cfg: dict, key: str, value) -> None:
+    node = cfg
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+
+
+def test_every_leaf_key_refuses_wrong_values(fake_root, capsys):  # noqa: F811
+    tried, bad = 0, []
+    for study, overrides in STUDIES.items():
+        if study.startswith("mnist"):
+            overrides = overrides + ["data.source=fake", f"data.root={fake_root}"]
+        base = compose_cfg(overrides + ["progress=false", "device=cpu"])
+        check_config(base)  # the unmodified config is valid
+        for key in flatten(base):
+            for kind, value in VALUES.items():
+                if (key, kind) in LEGIT or (key == "data.root" and kind == "type"):
+                    continue
+                cfg = copy.deepcopy(base)
+                set_key(cfg, key, value)
+                tried += 1
+                try:
+                    check_config(cfg)
+                    bad.append(f"{study}: {key}={value!r} was accepted")
+                except CollapseLabError as e:
+                    if "\n" in str(e) or not str(e):
+                        bad.append(f"{study}: {key}={value!r} gave a multi-line message")
+                except Exception as e:  # noqa: BLE001 - a traceback for the user: the defect this test finds
+                    bad.append(f"{study}: {key}={value!r} raised {type(e).__name__}: {e}")
+    with capsys.disabled():
+        print(f"\nconfig fuzz: {tried} (key, value) cases over {len(STUDIES)} compositions, {len(LEGIT)} legit pairs")
+    assert not bad, "\n".join(bad)
+    assert tried > 300

@@ -50,6 +50,17 @@ def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) ->
     return subprocess.run(train_cmd(*overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
 
 
+def options(group: str) -> list[str]:
+    """Every option of a config group (one YAML file each)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def fake_root(tmp_path_factory) -> Path:
+    """One data root for the session so the fake evaluator/judge/classifier nets train once."""
+    return tmp_path_factory.mktemp("fake_mnist_root")
+
+
 @pytest.fixture
 def tmp_run(tmp_path: Path) -> Path:
     return tmp_path / "run"

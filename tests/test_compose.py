@@ -4,12 +4,10 @@ from pathlib import Path
 import pytest
 
 from collapselab.errors import ConfigError
+from collapselab.interfaces import Generator
+from collapselab.loop import check_config
 
-from .conftest import CONF, compose_cfg, run_cfg
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+from .conftest import CONF, compose_cfg, options, run_cfg
 
 
 LINEAR_VERIFIERS = {"none", "oracle", "noisy_oracle"}
@@ -21,6 +19,31 @@ def test_groups_are_complete():
     assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate"}
 
 
+MNIST_ONLY = {"classifier", "discriminator"}
+
+
+@pytest.mark.parametrize("generator", options("generator"))
+@pytest.mark.parametrize("policy", options("policy"))
+@pytest.mark.parametrize("verifier", options("verifier"))
+def test_every_option_composes_and_instantiates(fake_root, generator, verifier, policy):
+    """Fast: compose and build every (generator, verifier, policy) without running it (the runs are slow tests)."""
+    args = [f"generator={generator}", f"verifier={verifier}", f"policy={policy}", "progress=false", "device=cpu"]
+    if generator == "vae":
+        args += ["data.source=fake", f"data.root={fake_root}"]
+    if verifier in MNIST_ONLY:
+        args += ["verifier.train_size=500"]
+    cfg = compose_cfg(args)
+    if verifier in MNIST_ONLY and generator != "vae":
+        with pytest.raises(ConfigError, match=f"verifier={verifier} does not fit generator={generator}"):
+            check_config(cfg)
+        return
+    _, built_policy, study = check_config(cfg)
+    assert built_policy.name == policy and (study.verifier is None) == (verifier == "none" or (
+        generator == "vae" and not built_policy.filtered))
+    assert isinstance(study.new_generator(0), Generator)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("design", ["singular", "gaussian"])
 @pytest.mark.parametrize("policy", options("policy"))
 @pytest.mark.parametrize("verifier", options("verifier"))

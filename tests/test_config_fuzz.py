@@ -7,14 +7,12 @@ trains nothing and writes no run directory.
 """
 import copy
 
-import pytest
 
 from collapselab.config import flatten
 from collapselab.errors import CollapseLabError
 from collapselab.loop import check_config
 
 from .conftest import compose_cfg
-from .test_mnist_loop import fake_root  # noqa: F401 (one fake data root, its nets trained once a session)
 
 VALUES = {"type": "abc", "negative": -1, "zero": 0, "nan": float("nan"), "huge": 10**12, "empty": ""}
 
@@ -48,7 +46,7 @@ def set_key(cfg: dict, key: str, value) -> None:
     node[last] = value
 
 
-def test_every_leaf_key_refuses_wrong_values(fake_root, capsys):  # noqa: F811
+def test_every_leaf_key_refuses_wrong_values(fake_root, capsys):
     tried, bad = 0, []
     for study, overrides in STUDIES.items():
         if study.startswith("mnist"):

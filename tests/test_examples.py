@@ -1,6 +1,5 @@
 """The plug-in seam: a verifier and a generator that live outside src/ and conf/ run through train.py."""
 import json
-from pathlib import Path
 
 import pytest
 

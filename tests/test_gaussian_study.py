@@ -6,8 +6,7 @@ import pytest
 from collapselab import theory
 from collapselab.errors import ConfigError
 
-from .conftest import compose_cfg, read_rows, run_cfg, strip_wall
-from .test_compose import options
+from .conftest import options, compose_cfg, read_rows, run_cfg, strip_wall
 
 GAUSS = ["generator=gaussian", "samples_every=0", "keep_synthetic=false"]
 
@@ -16,6 +15,7 @@ def within(row: dict, metric: str, k: float = 3.0) -> bool:
     return abs(row[metric] - row[f"theory_{metric}"]) <= k * row[f"{metric}_se"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", options("policy"))
 @pytest.mark.parametrize("verifier", options("verifier"))
 def test_gaussian_compositions_run_one_generation(tmp_path: Path, verifier, policy):

@@ -3,7 +3,6 @@ import gzip
 import hashlib
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,14 +6,7 @@ import pytest
 
 from collapselab.errors import ConfigError
 
-from .conftest import ROOT, compose_cfg, read_rows, run_cfg, run_train, strip_wall
-from .test_compose import options
-
-
-@pytest.fixture(scope="session")
-def fake_root(tmp_path_factory) -> Path:
-    """One data root for the session so the fake evaluator/judge/classifier nets train once."""
-    return tmp_path_factory.mktemp("fake_mnist_root")
+from .conftest import ROOT, compose_cfg, options, read_rows, run_cfg, run_train, strip_wall
 
 
 def tiny(root: Path) -> list[str]:

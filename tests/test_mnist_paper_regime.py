@@ -14,9 +14,8 @@ from collapselab.errors import ConfigError, DataError
 from collapselab.generators.vae import VAEGenerator
 from collapselab.verifiers.mnist import DiscriminatorMLP, DiscriminatorVerifier
 
-from .conftest import CONF, compose_cfg, run_cfg
-from .test_compose import options
-from .test_mnist_loop import fake_root, tiny  # noqa: F401 - the session fixture
+from .conftest import options, CONF, compose_cfg, run_cfg
+from .test_mnist_loop import tiny
 
 MNIST_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
@@ -57,7 +56,7 @@ def test_train_size_is_checked_before_any_network_trains(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_size_null_is_every_image_and_runs_for_the_discriminator(tmp_path, fake_root):  # noqa: F811
+def test_train_size_null_is_every_image_and_runs_for_the_discriminator(tmp_path, fake_root):
     rows = run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.epochs=1", "generations=1"], tmp_path)
     assert rows[1]["accept_rate"] == pytest.approx(0.1)
     rows = run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.epochs=1", "generations=1",
@@ -103,7 +102,7 @@ def test_bf16_autocast_on_cpu_trains_in_bf16_and_keeps_the_loss_fp32():
 
 
 @pytest.mark.parametrize("bf16", ["true", "false", "auto"])
-def test_vae_run_at_each_precision_on_cpu(tmp_path, fake_root, bf16):  # noqa: F811
+def test_vae_run_at_each_precision_on_cpu(tmp_path, fake_root, bf16):
     rows = run_cfg(tiny(fake_root) + ["device=cpu", f"generator.bf16={bf16}", "generations=1",
                                       "verifier.train_size=500"], tmp_path)
     assert all(math.isfinite(r["test_nelbo"]) and math.isfinite(r["fid"]) and math.isfinite(r["fid_mean"])
@@ -134,7 +133,7 @@ def test_conditional_discriminator_uses_the_label():
 
 
 @pytest.mark.slow
-def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):  # noqa: F811
+def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):
     args = tiny(fake_root) + ["verifier=discriminator", "verifier.conditional=true", "verifier.epochs=1",
                               "verifier.train_size=500"]
     rows = run_cfg(args + ["generations=1"], tmp_path)
@@ -151,7 +150,7 @@ def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):  # noq
 @pytest.mark.parametrize("args", [["policy=replace", "verifier=discriminator"],
                                   ["policy=accumulate", "verifier=classifier"],
                                   ["policy=verify", "verifier=discriminator", "verifier.keep_fraction=1.0"]])
-def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeypatch, args):  # noqa: F811
+def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeypatch, args):
     import collapselab.verifiers.mnist as V
 
     def boom(*a, **k):
@@ -165,7 +164,7 @@ def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeyp
 
 
 # ----- metrics and timing ------------------------------------------------------------------------------
-def test_rows_hold_both_fids_and_stage_times(tmp_path, fake_root):  # noqa: F811
+def test_rows_hold_both_fids_and_stage_times(tmp_path, fake_root):
     rows = run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.epochs=1", "generations=1"], tmp_path)
     assert rows[0]["fid_mean"] > 0 and rows[1]["fid_mean"] > 0 and rows[0]["fid_mean"] != rows[0]["fid"]
     assert set(rows[0]["time"]) == {"fit_s", "eval_s"}

@@ -15,8 +15,7 @@ from collapselab.sampling import collect
 from collapselab.tasks.gaussian import GaussianGenerator
 from collapselab.verifiers.linear import CenterVerifier
 
-from .conftest import compose_cfg
-from .test_compose import options
+from .conftest import options, compose_cfg
 
 
 def g(seed: int = 0) -> torch.Generator:

@@ -22,9 +22,11 @@ def test_groups_are_complete():
 MNIST_ONLY = {"classifier", "discriminator"}
 
 
-@pytest.mark.parametrize("generator", options("generator"))
-@pytest.mark.parametrize("policy", options("policy"))
-@pytest.mark.parametrize("verifier", options("verifier"))
+@pytest.mark.parametrize("generator,verifier,policy", [
+    # fast: every option of every group for every study (each verifier under verify, each policy with none);
+    # slow: the rest of the full product
+    pytest.param(g, v, p, marks=() if p == "verify" or v == "none" else pytest.mark.slow)
+    for g in options("generator") for v in options("verifier") for p in options("policy")])
 def test_every_option_composes_and_instantiates(fake_root, generator, verifier, policy):
     """Fast: compose and build every (generator, verifier, policy) without running it (the runs are slow tests)."""
     args = [f"generator={generator}", f"verifier={verifier}", f"policy={policy}", "progress=false", "device=cpu"]

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from .conftest import ROOT, read_rows, run_train
+from .conftest import ROOT, read_rows, run_cfg, run_train
 
 EXAMPLES = ROOT / "examples"
 
@@ -17,6 +17,17 @@ def names_in_package(*needles: str) -> list[str]:
     return hits
 
 
+def test_custom_verifier_plugs_in(tmp_path, monkeypatch):
+    """In-process, as train.py composes it: the example's folder on sys.path, its conf on the searchpath."""
+    monkeypatch.syspath_prepend(str(EXAMPLES / "custom_verifier"))
+    args = [f"hydra.searchpath=[file://{EXAMPLES / 'custom_verifier' / 'conf'}]", "generator=linear",
+            "verifier=real_fit", "policy=verify", "generations=2", "replicates=100", "samples_every=0"]
+    rows = run_cfg(args, tmp_path)
+    assert 0.3 < rows[1]["accept_rate"] < 0.95 and rows[0]["center_error"] < 1e-20
+    assert rows[2]["param_error"] < 2 * rows[0]["param_error"]
+
+
+@pytest.mark.slow
 def test_custom_verifier_runs_by_its_documented_command(tmp_path):
     """README: PYTHONPATH=examples/custom_verifier python train.py hydra.searchpath=[...] verifier=real_fit ..."""
     assert names_in_package("real_fit", "RealFitVerifier", "realfit_verifier") == []

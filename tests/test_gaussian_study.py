@@ -58,8 +58,8 @@ def test_known_variance_replace_grows_linearly(tmp_path):
 def test_verify_keeps_the_mean_bounded_and_truncates_the_variance(tmp_path):
     """Verified retraining: the mean's error stays near the real-data level, while a fixed interval cuts the
     fitted variance to the truncated-normal variance m2* in one round and then keeps shrinking it."""
-    ver = run_cfg(GAUSS + ["policy=verify", "verifier=oracle", "generations=50", "replicates=1000"], tmp_path / "v")
-    rep = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generations=50", "replicates=1000"], tmp_path / "r")
+    ver = run_cfg(GAUSS + ["policy=verify", "verifier=oracle", "generations=50", "replicates=400"], tmp_path / "v")
+    rep = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generations=50", "replicates=400"], tmp_path / "r")
     assert max(r["param_error"] for r in ver) < 3 * ver[0]["param_error"]
     assert ver[50]["param_error"] < 0.1 * rep[50]["param_error"]
     m2 = theory.contraction_factor(0.1, 1.0)
@@ -71,7 +71,7 @@ def test_verify_keeps_the_mean_bounded_and_truncates_the_variance(tmp_path):
 def test_known_variance_verify_matches_the_linear_formula(tmp_path, verifier, bias):
     """With sigma known, one verified round is the d = 1 case of the linear study (mu_1^2 = n)."""
     rows = run_cfg(GAUSS + ["policy=verify", f"verifier={verifier}", "generator.fit_variance=false",
-                            "generations=12", "replicates=4000"], tmp_path)
+                            "generations=12", "replicates=2000"], tmp_path)
     assert rows[1]["theory_param_error"] == pytest.approx(theory.one_round_risk([10.0], [bias], 0.1, 1.0, 100))
     assert within(rows[1], "param_error")
     stationary = theory.stationary_risk(bias**2, 1, 0.1, 1.0, 100)

@@ -9,7 +9,8 @@ from collapselab import theory
 from .conftest import run_cfg
 
 
-@pytest.mark.parametrize("bias,radius", [(0.0, 0.1), (0.3, 0.1), (0.6, 0.3)])
+@pytest.mark.parametrize("bias,radius", [(0.3, 0.1), pytest.param(0.0, 0.1, marks=pytest.mark.slow),
+                                         pytest.param(0.6, 0.3, marks=pytest.mark.slow)])
 def test_monte_carlo_matches_one_round_formula(tmp_path, bias, radius):
     rows = run_cfg(["generator=linear", "verifier=noisy_oracle", f"verifier.bias={bias}", f"verifier.radius={radius}",
                     "policy=verify", "generations=1", "replicates=2000", "keep_synthetic=false", "samples_every=0"], tmp_path)
@@ -20,6 +21,7 @@ def test_monte_carlo_matches_one_round_formula(tmp_path, bias, radius):
     assert abs(rows[0]["param_error"] - rows[0]["theory_param_error"]) < 4 * rows[0]["param_error_se"]
 
 
+@pytest.mark.slow
 def test_long_run_converges_to_the_verifier_centre(tmp_path):
     rows = run_cfg(["generator=linear", "verifier=noisy_oracle", "verifier.bias=0.3", "verifier.radius=0.1",
                     "policy=verify", "generations=20", "replicates=500", "keep_synthetic=false", "samples_every=0"], tmp_path)
@@ -41,7 +43,8 @@ def test_oracle_falls_and_stays_down(tmp_path):
     assert np.mean(errs[5:]) == pytest.approx(theory.stationary_risk(0.0, 8, 0.1), rel=0.15)
 
 
-@pytest.mark.parametrize("design,slope", [("singular", 8 / 100), ("gaussian", 8 / (100 - 8 - 1))])
+@pytest.mark.parametrize("design,slope", [("singular", 8 / 100),
+                                          pytest.param("gaussian", 8 / (100 - 8 - 1), marks=pytest.mark.slow)])
 def test_replace_grows_by_d_sigma2_over_n(tmp_path, design, slope):
     rows = run_cfg(["generator=linear", f"generator.design={design}", "verifier=none", "policy=replace",
                     "generations=12", "replicates=400", "keep_synthetic=false", "samples_every=0"], tmp_path)
@@ -64,7 +67,7 @@ def test_accumulate_stays_bounded(tmp_path):
 
 
 def test_same_seed_same_numbers_and_seed_matters(tmp_path):
-    args = ["generator=linear", "generations=3", "replicates=50", "verifier.reliability=0.5"]
+    args = ["generator=linear", "generations=3", "replicates=50", "verifier.reliability=0.5", "samples_every=0"]
     a = run_cfg(args, tmp_path / "a")
     b = run_cfg(args, tmp_path / "b")
     c = run_cfg(args + ["seed=1"], tmp_path / "c")
@@ -73,6 +76,7 @@ def test_same_seed_same_numbers_and_seed_matters(tmp_path):
     assert strip(a) != strip(c)
 
 
+@pytest.mark.slow
 def test_reliability_keeps_the_amount_but_weakens_the_filter(tmp_path):
     full = run_cfg(["generator=linear", "verifier=oracle", "generations=1", "replicates=1000"], tmp_path / "f")
     coin = run_cfg(["generator=linear", "verifier=oracle", "verifier.reliability=0", "generations=1",

@@ -15,11 +15,11 @@ from collapselab.loop import run
 
 from .conftest import compose_cfg, read_rows, run_cfg, run_train, strip_wall, train_cmd, ROOT
 
-FAST = ["generator=linear", "replicates=20", "progress=false"]
+FAST = ["generator=linear", "replicates=20", "progress=false", "samples_every=0"]  # pictures: their own tests
 
 
 def test_run_dir_layout(tmp_run):
-    rows = run_cfg(FAST + ["generations=2"], tmp_run)
+    rows = run_cfg(FAST + ["generations=2", "samples_every=1"], tmp_run)
     assert [r["generation"] for r in rows] == [0, 1, 2]
     assert rows[0]["accept_rate"] is None and 0 < rows[1]["accept_rate"] <= 1
     for r in rows:
@@ -40,7 +40,7 @@ def test_run_dir_layout(tmp_run):
 def test_tensorboard_scalars_and_hparams(tmp_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_cfg(FAST + ["generations=3"], tmp_run)
+    run_cfg(FAST + ["generations=3", "samples_every=1"], tmp_run)
     ea = EventAccumulator(str(tmp_run / "tb"))
     ea.Reload()
     steps = [e.step for e in ea.Scalars("param_error")]

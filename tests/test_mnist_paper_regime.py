@@ -101,6 +101,7 @@ def test_bf16_autocast_on_cpu_trains_in_bf16_and_keeps_the_loss_fp32():
     assert torch.equal(fp32, ref.batch_nelbo(x, y, torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bf16", ["true", "false", "auto"])
 def test_vae_run_at_each_precision_on_cpu(tmp_path, fake_root, bf16):
     rows = run_cfg(tiny(fake_root) + ["device=cpu", f"generator.bf16={bf16}", "generations=1",
@@ -147,6 +148,7 @@ def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):
 
 
 # ----- a verifier the policy does not use ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["policy=replace", "verifier=discriminator"],
                                   ["policy=accumulate", "verifier=classifier"],
                                   ["policy=verify", "verifier=discriminator", "verifier.keep_fraction=1.0"]])
@@ -164,6 +166,7 @@ def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeyp
 
 
 # ----- metrics and timing ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_rows_hold_both_fids_and_stage_times(tmp_path, fake_root):
     rows = run_cfg(tiny(fake_root) + ["verifier=discriminator", "verifier.epochs=1", "generations=1"], tmp_path)
     assert rows[0]["fid_mean"] > 0 and rows[1]["fid_mean"] > 0 and rows[0]["fid_mean"] != rows[0]["fid"]

@@ -158,9 +158,14 @@ def test_train_py_reports_errors_without_a_traceback(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", [["generator=linear", "replicates=300"], ["generator=gaussian", "replicates=2000"]],
-                         ids=["linear", "gaussian"])
+@pytest.mark.parametrize("study", [
+    ["generator=linear", "replicates=300"], ["generator=gaussian", "replicates=2000"],
+    ["generator=vae", "data.source=fake", "data.root={root}", "data.n_real=100", "data.eval_samples=300",
+     "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1",
+     "generator.min_steps=0", "verifier=discriminator", "verifier.train_size=300", "verifier.epochs=1"]],
+    ids=["linear", "gaussian", "mnist"])
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, study):
+    study = [a.format(root=tmp_path / "data") for a in study]
     args = study + ["generations=25", "policy=verify_accumulate", "progress=false"]
     ref = tmp_path / "ref"
     assert run_train(*args, f"hydra.run.dir={ref}").returncode == 0

@@ -25,6 +25,7 @@ from ..components import build  # noqa: E402
 from ..config import check_training_sets, get, require_int, require_number  # noqa: E402
 from ..errors import ConfigError, RunError  # noqa: E402
 from ..interfaces import Policy, load_state, state_of  # noqa: E402
+from ..metrics.chains import mean_se  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
@@ -32,13 +33,6 @@ from ..verifiers.linear import CenterVerifier  # noqa: E402
 
 DTYPE = torch.float64
 HEADLINE = ("param_error", "variance", "theory_param_error", "theory_variance", "accept_rate")
-
-
-def mean_se(v: Tensor) -> tuple[float, float]:
-    """Mean over chains and its standard error (NaN with one chain)."""
-    v = v.double()
-    se = float(v.std(unbiased=True) / math.sqrt(v.numel())) if v.numel() > 1 else float("nan")
-    return float(v.mean()), se
 
 
 class GaussianGenerator:

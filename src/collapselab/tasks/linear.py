@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,7 @@ from ..plotting import save_figure  # noqa: E402
 from ..components import build  # noqa: E402
 from ..generators.linear import LinearGenerator  # noqa: E402
 from ..interfaces import Policy, load_state, state_of  # noqa: E402
+from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
 from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
@@ -28,14 +28,6 @@ from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 log = logging.getLogger(__name__)
 
 HEADLINE = ("param_error", "center_error", "theory_param_error", "accept_rate")
-
-
-def _mean_se(v: torch.Tensor) -> tuple[float, float]:
-    """Mean over chains and its standard error (NaN with one chain)."""
-    v = v.double()
-    if v.numel() < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(v.std(unbiased=True) / math.sqrt(v.numel()))
 
 
 class LinearTask:
@@ -131,11 +123,11 @@ class LinearTask:
     def evaluate(self, model: LinearGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         err = (model.theta - self.data.theta_star).pow(2).sum(-1)
         row: dict[str, float | None] = {}
-        row["param_error"], row["param_error_se"] = _mean_se(err)
+        row["param_error"], row["param_error_se"] = mean_se(err)
         center = getattr(self.verifier, "center", None)
         if center is not None:  # a verifier with a knowledge centre theta_c
             cerr = (model.theta - center).pow(2).sum(-1)
-            row["center_error"], row["center_error_se"] = _mean_se(cerr)
+            row["center_error"], row["center_error_se"] = mean_se(cerr)
         row["theory_param_error"] = self.theory_param_error(generation)
         return row
 

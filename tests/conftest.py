@@ -1,6 +1,8 @@
 """Shared helpers: compose configs the way train.py does, and run the loop in a temp dir."""
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import subprocess
@@ -17,9 +19,14 @@ CONF = ROOT / "conf"
 
 
 def compose_cfg(overrides: list[str]) -> dict:
-    """The composed config as a plain dict (what train.py hands to collapselab.loop.run)."""
+    """The composed config as a plain dict (what train.py hands to collapselab.loop.run); a fresh copy."""
+    return copy.deepcopy(_compose(tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=None)
+def _compose(overrides: tuple[str, ...]) -> dict:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        cfg = compose(config_name="config", overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)
 
 

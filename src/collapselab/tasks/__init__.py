@@ -12,6 +12,17 @@ from ..errors import ConfigError
 from ..interfaces import Policy
 
 
+def check_float64_study(cfg: dict, device: torch.device, study: str) -> None:
+    """The checks every batched float64 study (linear, gaussian) opens with: a device with float64 and
+    the study's own data group."""
+    if device.type == "mps":
+        raise ConfigError(f"generator={study} runs in float64, which MPS lacks: use device=cpu or device=cuda")
+    data = (cfg.get("data") or {}).get("name")
+    if data != study:
+        raise ConfigError(f"data={data} does not fit generator={study}: drop the data override "
+                          f"(generator={study} selects data={study})")
+
+
 def build_task(cfg: dict, device: torch.device, policy: Policy):
     """The study named by ``cfg["study"]``; it checks that data, generator and verifier fit it."""
     path = cfg.get("study")

@@ -29,6 +29,7 @@ from ..metrics.chains import mean_se  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
+from . import check_float64_study  # noqa: E402
 from ..verifiers.linear import CenterVerifier  # noqa: E402
 
 DTYPE = torch.float64
@@ -75,10 +76,7 @@ class GaussianTask:
     headline = HEADLINE
 
     def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
-        if device.type == "mps":
-            raise ConfigError("generator=gaussian runs in float64, which MPS lacks: use device=cpu or device=cuda")
-        if get(cfg, "data.name") != "gaussian":
-            raise ConfigError(f"data={get(cfg, 'data.name')} does not fit generator=gaussian: drop the data override")
+        check_float64_study(cfg, device, "gaussian")
         self.n_real = require_int(cfg, "data.n_real", 2, "The MLE variance needs at least two samples.")
         self.mu_star = require_number(cfg, "data.mean")
         self.sigma = require_number(cfg, "data.std", 0.0, lo_open=True)

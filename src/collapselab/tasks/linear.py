@@ -23,6 +23,7 @@ from ..interfaces import Policy, load_state, state_of  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
+from . import check_float64_study  # noqa: E402
 from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,7 @@ class LinearTask:
     headline = HEADLINE
 
     def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
-        if device.type == "mps":
-            raise ConfigError("generator=linear runs in float64, which MPS lacks: use device=cpu or device=cuda")
-        if get(cfg, "data.name") != "linear":
-            raise ConfigError(
-                f"data={get(cfg, 'data.name')} does not fit generator=linear: drop the data override "
-                "(generator=linear selects data=linear)"
-            )
+        check_float64_study(cfg, device, "linear")
         vname = get(cfg, "verifier.name")
         self.dim = require_int(cfg, "data.dim", 1)
         self.n_real = require_int(cfg, "data.n_real", 1)

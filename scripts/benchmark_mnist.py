@@ -27,7 +27,7 @@ from collapselab.data.mnist import binarize, class_balanced_indices
 from collapselab.device import native_bf16, resolve_device
 from collapselab.loop import run
 from collapselab.policies import build_policy
-from collapselab.tasks import build_task
+from collapselab.studies import build_study
 from collapselab.verifiers.mnist import DiscriminatorVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +94,12 @@ def main() -> None:
     p.add_argument("--skip-throughput", action="store_true")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("collapselab", "collapselab.tasks.mnist", "collapselab.verifiers.mnist", "collapselab.nets"):
+    for name in ("collapselab", "collapselab.studies.mnist", "collapselab.verifiers.mnist", "collapselab.nets"):
         logging.getLogger(name).setLevel(logging.WARNING)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(compose("config", overrides=a.overrides + ["progress=false"]), resolve=True)
     device = resolve_device(cfg["device"])
-    task = build_task(cfg, device, build_policy(cfg))
+    task = build_study(cfg, device, build_policy(cfg))
     configured = "bf16" if task.bf16 else "fp32"
     log.info("device %s, torch %s, %d CPU threads, native bf16: %s, generator.bf16=%s -> %s", device,
              torch.__version__, torch.get_num_threads(), native_bf16(device), cfg["generator"]["bf16"],

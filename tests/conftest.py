@@ -59,7 +59,7 @@ def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) ->
 
 def options(group: str) -> list[str]:
     """Every option of a config group (one YAML file each)."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.fixture(scope="session")

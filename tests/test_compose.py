@@ -41,7 +41,7 @@ def test_every_option_composes_and_instantiates(fake_root, generator, verifier, 
         return
     _, built_policy, study = check_config(cfg)
     assert built_policy.name == policy and (study.verifier is None) == (verifier == "none" or (
-        generator == "vae" and not built_policy.filtered))
+        generator == "vae" and not built_policy.filters))
     assert isinstance(study.new_generator(0), Generator)
 
 

@@ -181,7 +181,7 @@ def test_defaults_are_in_the_papers_regime():
     cfg = compose_cfg([])
     assert cfg["verifier"]["name"] == "classifier" and cfg["verifier"]["keep_fraction"] == 0.1
     assert cfg["verifier"]["train_size"] is None and cfg["generator"]["bf16"] == "auto"
-    from collapselab.tasks.mnist import DEFAULT_N_SYNTHETIC
+    from collapselab.studies.mnist import DEFAULT_N_SYNTHETIC
 
     assert cfg["policy"]["n_synthetic"] is None and DEFAULT_N_SYNTHETIC >= 10000
 

@@ -29,6 +29,11 @@ class Batch:
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(self.x.to(device), self.y.to(device))
 
+    def take(self, idx: Tensor) -> "Batch":
+        """The samples at ``idx`` [k] along the sample axis (every chain alike)."""
+        d = self.sample_dim
+        return Batch(self.x.index_select(d, idx), self.y.index_select(d, idx))
+
     @staticmethod
     def cat(batches: list["Batch"]) -> "Batch":
         """Concatenate along the sample axis."""

@@ -24,41 +24,30 @@ MAX_COUNT = 10**8
 MAX_ELEMENTS = 5 * 10**8
 
 
-def require_int(cfg: dict, key: str, lo: int | None = None, hint: str = "", hi: int | None = MAX_COUNT) -> int:
-    """cfg[key] (dotted) must be an integer in [lo, hi]."""
-    v = get(cfg, key)
+def check_int(key: str, v: Any, lo: int | None = None, hint: str = "", hi: int | None = MAX_COUNT) -> int:
+    """``v`` (the value of ``key``) must be an integer in [lo, hi]."""
     if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
         bound = (f" >= {lo}" if lo is not None else "") + (f" and <= {hi:,}" if hi is not None else "")
         raise ConfigError(f"{key}={v!r} is invalid: it must be an integer{bound}. {hint}".strip())
     return v
 
 
-def require_bool(cfg: dict, key: str) -> bool:
-    v = get(cfg, key)
+def check_bool(key: str, v: Any) -> bool:
     if not isinstance(v, bool):
         raise ConfigError(f"{key}={v!r} is invalid: choose true or false")
     return v
 
 
-def require_label(cfg: dict, key: str) -> str:
+def check_label(key: str, v: Any) -> str:
     """A component's ``name``: a non-empty string (it labels logs, errors and sweeps)."""
-    v = get(cfg, key)
     if not isinstance(v, str) or not v.strip():
         raise ConfigError(f"{key}={v!r} is invalid: it must be a non-empty name (a string)")
     return v
 
 
-def check_elements(n: int, what: str, hint: str) -> None:
-    """Refuse a tensor of more than MAX_ELEMENTS float64 values before it is allocated."""
-    if n > MAX_ELEMENTS:
-        raise ConfigError(f"{what} would hold {n:,} values ({n * 8 / 2**30:.0f} GiB), above the "
-                          f"{MAX_ELEMENTS:,} this machine is asked to allocate. {hint}".strip())
-
-
-def require_number(cfg: dict, key: str, lo: float | None = None, hi: float | None = None,
-                   lo_open: bool = False, hint: str = "") -> float:
-    """cfg[key] must be a real number in [lo, hi] (or (lo, hi] when lo_open)."""
-    v = get(cfg, key)
+def check_number(key: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                 hint: str = "") -> float:
+    """``v`` must be a real number in [lo, hi] (or (lo, hi] when lo_open)."""
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
     if ok and lo is not None:
         ok = v > lo if lo_open else v >= lo
@@ -71,11 +60,39 @@ def require_number(cfg: dict, key: str, lo: float | None = None, hi: float | Non
     return float(v)
 
 
-def require_choice(cfg: dict, key: str, choices: tuple[str, ...]) -> str:
-    v = get(cfg, key)
+def check_choice(key: str, v: Any, choices: tuple[str, ...]) -> str:
     if v not in choices:
         raise ConfigError(f"{key}={v!r} is invalid: choose one of {', '.join(choices)}")
     return v
+
+
+def check_elements(n: int, what: str, hint: str) -> None:
+    """Refuse a tensor of more than MAX_ELEMENTS float64 values before it is allocated."""
+    if n > MAX_ELEMENTS:
+        raise ConfigError(f"{what} would hold {n:,} values ({n * 8 / 2**30:.0f} GiB), above the "
+                          f"{MAX_ELEMENTS:,} this machine is asked to allocate. {hint}".strip())
+
+
+# cfg-reading forms of the checks above: the value of dotted ``key`` in ``cfg``
+def require_int(cfg: dict, key: str, lo: int | None = None, hint: str = "", hi: int | None = MAX_COUNT) -> int:
+    return check_int(key, get(cfg, key), lo, hint, hi)
+
+
+def require_bool(cfg: dict, key: str) -> bool:
+    return check_bool(key, get(cfg, key))
+
+
+def require_label(cfg: dict, key: str) -> str:
+    return check_label(key, get(cfg, key))
+
+
+def require_number(cfg: dict, key: str, lo: float | None = None, hi: float | None = None,
+                   lo_open: bool = False, hint: str = "") -> float:
+    return check_number(key, get(cfg, key), lo, hi, lo_open, hint)
+
+
+def require_choice(cfg: dict, key: str, choices: tuple[str, ...]) -> str:
+    return check_choice(key, get(cfg, key), choices)
 
 
 def get(cfg: dict, key: str, default: Any = None) -> Any:
@@ -99,13 +116,6 @@ def validate_common(cfg: dict) -> None:
         require_bool(cfg, key)
     for group in ("generator", "verifier", "policy"):
         require_label(cfg, f"{group}.name")
-    for key in ("filtered", "accumulate", "with_real"):
-        require_bool(cfg, f"policy.{key}")
-    pol = cfg.get("policy", {})
-    if pol.get("n_synthetic") is not None:
-        require_int(cfg, "policy.n_synthetic", 1)
-    require_int(cfg, "policy.growth", 0)
-    require_number(cfg, "policy.max_candidates_factor", 1.0)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -127,13 +137,11 @@ def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = NON_RESU
     return [k for k in keys if k not in ignore and a.get(k, "<missing>") != b.get(k, "<missing>")]
 
 
-def check_training_sets(cfg: dict, n_real: int, per_sample: int, n_synthetic: int, accumulate: bool,
-                        replicates: int = 1) -> None:
-    """The largest training set a run will build (the last generation's; every generation's when the policy
-    accumulates) must fit: replicates x samples x per_sample values, checked before any data is made."""
-    gens = int(cfg["generations"])
-    growth = int(get(cfg, "policy.growth", 0) or 0)
-    last = n_synthetic + growth * max(gens - 1, 0)
-    synthetic = last * gens if accumulate else last
-    check_elements(replicates * (n_real + synthetic) * per_sample, "the largest training set",
+def check_training_sets(policy, generations: int, n_real: int, per_sample: int, default_synthetic: int,
+                        replicates: int = 1, unit: int = 1) -> None:
+    """The largest training set ``policy`` builds over ``generations`` must fit: replicates x samples x
+    per_sample values, checked before any data is made. ``unit`` samples make one synthetic count (linear: a
+    count per direction)."""
+    n = policy.largest_training_set(n_real, default_synthetic, generations, unit)
+    check_elements(replicates * n * per_sample, "the largest training set",
                    "Use fewer replicates, a smaller data.n_real or policy.n_synthetic, or fewer generations.")

@@ -53,15 +53,28 @@ class Verifier(Protocol):
 
 @runtime_checkable
 class Policy(Protocol):
-    """How a generation's training set is built. ``filtered``: draw through the verifier; ``accumulate``:
-    keep every earlier synthetic set; ``with_real``: include the real data."""
+    """How a generation's training set is built (``collapselab.policies.Policy`` is the base class to extend).
+
+    ``filters``: candidates are drawn through the verifier; ``keeps_history``: ``next_training_set`` gets
+    every earlier synthetic set (and resume needs them on disk); ``uses_real``: every training set holds
+    real data. ``theory(verified)`` names the closed form a study may report ("replace", "verify") or None.
+    """
 
     name: str
-    filtered: bool
-    accumulate: bool
-    with_real: bool
+    filters: bool
+    keeps_history: bool
+    uses_real: bool
+    max_candidates_factor: float
 
-    def next_training_set(self, real: Batch, synthetic: Batch, history: list[Batch]) -> Batch: ...
+    def synthetic_size(self, generation: int, default: int) -> int:
+        """Synthetic samples generation ``generation`` asks for (``default``: the study's own size)."""
+
+    def theory(self, verified: bool) -> str | None: ...
+
+    def largest_training_set(self, n_real: int, default: int, generations: int, unit: int = 1) -> int: ...
+
+    def next_training_set(self, real: Batch, synthetic: Batch, history: list[Batch], rng: torch.Generator) -> Batch:
+        """real x [*lead, n, *feat]; synthetic this generation's set; history earlier sets; rng its own stream."""
 
 
 @runtime_checkable

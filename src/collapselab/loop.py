@@ -19,7 +19,7 @@ from .interfaces import Policy
 from .policies import build_policy
 from .rng import derive_seed, make_rng, seed_everything
 from .runguard import RunInterrupted, critical, run_lock, stop_signals
-from .tasks import build_task
+from .studies import build_study
 from .tblog import TBLogger
 
 log = logging.getLogger("collapselab")
@@ -44,13 +44,13 @@ class _Clock:
             self.seconds[stage] = round(time.perf_counter() - t0, 3)
 
 
-def _finished_generations(run_dir: Path, accumulate: bool = False) -> list[dict]:
+def _finished_generations(run_dir: Path, keeps_history: bool = False) -> list[dict]:
     """Rows of generations 0..k that are finished: a metrics row and a readable checkpoint (and, when the
     policy accumulates, a readable synthetic set), contiguous from 0. An unreadable file is moved aside
     (``<name>.unreadable``) with a warning, and its generation counts as unfinished."""
     rows = []
     for i, row in enumerate(read_metrics(run_dir)):
-        files = [gen_dir(run_dir, i) / CHECKPOINT] + ([gen_dir(run_dir, i) / SYNTHETIC] if accumulate and i else [])
+        files = [gen_dir(run_dir, i) / CHECKPOINT] + ([gen_dir(run_dir, i) / SYNTHETIC] if keeps_history and i else [])
         if row.get("generation") != i or not all(p.exists() for p in files) or not all(_readable(p) for p in files):
             break
         rows.append(row)
@@ -91,9 +91,9 @@ def _check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
         )
 
 
-def _resume(run_dir: Path, cfg: dict, task, policy: Policy) -> tuple[list[dict], object, list]:
+def _resume(run_dir: Path, cfg: dict, study, policy: Policy) -> tuple[list[dict], object, list]:
     """(finished rows, the last finished generator, earlier synthetic sets) of a run dir; empty for a new run."""
-    rows = _finished_generations(run_dir, policy.accumulate)
+    rows = _finished_generations(run_dir, policy.keeps_history)
     if not rows:
         write_metrics(run_dir, [])
         return rows, None, []
@@ -101,38 +101,38 @@ def _resume(run_dir: Path, cfg: dict, task, policy: Policy) -> tuple[list[dict],
     write_metrics(run_dir, rows)  # drop a torn or unfinished tail
     last = len(rows) - 1
     ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
-    prev_model = task.new_generator(last)
+    prev_model = study.new_generator(last)
     prev_model.load_state_dict(ckpt["generator"])
-    task.load_verifier_state(ckpt.get("verifier"))
+    study.load_verifier_state(ckpt.get("verifier"))
     history = []
-    if policy.accumulate:
+    if policy.keeps_history:
         for t in range(1, last + 1):
             path = gen_dir(run_dir, t) / SYNTHETIC
             if not path.exists():
                 raise RunError(f"cannot resume: {path} is missing and policy={policy.name} needs every earlier "
                                "synthetic set; start a new run (new hydra.run.dir)")
-            history.append(task.unpack_synthetic(load_torch(path)))
+            history.append(study.unpack_synthetic(load_torch(path)))
     log.info("resuming %s after generation %d", run_dir, last)
     return rows, prev_model, history
 
 
-def _generation(task, policy: Policy, t: int, prev_model, history: list, rng: dict):
+def _generation(study, policy: Policy, t: int, prev_model, history: list, rng: dict):
     """Draw (after generation 0), build the training set, fit and evaluate: (model, row, synthetic, col)."""
     t0 = time.perf_counter()
     col, synthetic, clock = None, None, _Clock()
     if t == 0:
-        train = task.real
+        train = study.real
     else:
         with clock("verifier_fit_s"):
-            task.prepare_verifier(prev_model, t)
+            study.prepare_verifier(prev_model, t)
         with clock("draw_s"):
-            synthetic, col = task.draw(prev_model, t, rng["sample"], rng["verify"])
-        train = policy.next_training_set(task.real, synthetic, history)
-    model = task.new_generator(t)
+            synthetic, col = study.draw(prev_model, t, rng["sample"], rng["verify"])
+        train = policy.next_training_set(study.real, synthetic, history, rng["policy"])
+    model = study.new_generator(t)
     with clock("fit_s"):
         fit_stats = model.fit(train, rng["train"])
     with clock("eval_s"):
-        metrics = task.evaluate(model, t, rng["eval"])
+        metrics = study.evaluate(model, t, rng["eval"])
     row = {"generation": t, "n_train": len(train),
            "accept_rate": None if col is None or col.accepted is None else float(col.accept_rate.mean())}
     if col is not None and col.extra:
@@ -150,7 +150,7 @@ def check_config(cfg: dict, device: str | None = None):
     validate_common(cfg)
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
-    return dev, policy, build_task(cfg, dev, policy)
+    return dev, policy, build_study(cfg, dev, policy)
 
 
 def run(cfg: dict, run_dir: str | Path) -> dict:
@@ -173,7 +173,7 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
 
 
 def _run(cfg: dict, run_dir: Path, policy: Policy) -> dict:
-    done = _finished_generations(run_dir, policy.accumulate)
+    done = _finished_generations(run_dir, policy.keeps_history)
     if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
         _check_stored_config(run_dir, cfg, len(done))
         log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
@@ -181,38 +181,38 @@ def _run(cfg: dict, run_dir: Path, policy: Policy) -> dict:
         return done[-1]
     device = resolve_device(cfg.get("device", "auto"))
     log.info("device: %s", device)
-    task = build_task(cfg, device, policy)
+    study = build_study(cfg, device, policy)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
     show = bool(cfg.get("progress", True))
 
-    rows, prev_model, history = _resume(run_dir, cfg, task, policy)
+    rows, prev_model, history = _resume(run_dir, cfg, study, policy)
     start = len(rows)
 
     tb = TBLogger(run_dir / "tb", start)
-    tb.log_hparams(cfg, list(task.headline))
+    tb.log_hparams(cfg, list(study.headline))
     try:
         bar = tqdm(range(start, n_gen + 1), desc="generations", disable=not show, initial=start, total=n_gen + 1)
         for t in bar:
             seed_everything(derive_seed(seed, t, "init"))
-            rng = {s: make_rng(seed, t, s, device) for s in ("sample", "verify", "train", "eval")}
-            model, row, synthetic, col = _generation(task, policy, t, prev_model, history, rng)
+            rng = {s: make_rng(seed, t, s, device) for s in ("sample", "verify", "policy", "train", "eval")}
+            model, row, synthetic, col = _generation(study, policy, t, prev_model, history, rng)
             with critical():  # a stop signal waits until the generation's files are all written
                 try:
-                    _save_generation(run_dir, cfg, task, policy, t, model, row, synthetic, col, tb)
+                    _save_generation(run_dir, cfg, study, policy, t, model, row, synthetic, col, tb)
                 except OSError as e:  # pictures or TensorBoard on a full disk / unwritable folder
                     raise write_failed(Path(e.filename or gen_dir(run_dir, t)), e) from None
             rows.append(row)
-            if t > 0 and policy.accumulate:
+            if t > 0 and policy.keeps_history:
                 history.append(synthetic)
             prev_model = model
-            bar.set_postfix({k: f"{row[k]:.4g}" for k in task.headline[:2] if isinstance(row.get(k), float)})
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in study.headline[:2] if isinstance(row.get(k), float)})
     finally:
         tb.close()
-    return _finish(run_dir, cfg, task, rows, n_gen)
+    return _finish(run_dir, cfg, study, rows, n_gen)
 
 
-def _save_generation(run_dir: Path, cfg: dict, task, policy: Policy, t: int, model, row: dict, synthetic, col,
+def _save_generation(run_dir: Path, cfg: dict, study, policy: Policy, t: int, model, row: dict, synthetic, col,
                      tb) -> None:
     """Pictures, TensorBoard, synthetic set, checkpoint, then the metrics row (which makes it finished)."""
     n_gen = int(cfg["generations"])
@@ -220,25 +220,25 @@ def _save_generation(run_dir: Path, cfg: dict, task, policy: Policy, t: int, mod
     gdir.mkdir(parents=True, exist_ok=True)
     every = int(cfg.get("samples_every", 1))
     if every and (t % every == 0 or t == n_gen):
-        task.save_samples(gdir / "samples.png", model, t, col, tb)
+        study.save_samples(gdir / "samples.png", model, t, col, tb)
     tb.log_scalars(row, t)
     tb.flush()
-    if t > 0 and (policy.accumulate or cfg.get("keep_synthetic", True)):
-        save_torch(task.pack_synthetic(synthetic), gdir / SYNTHETIC)
+    if t > 0 and (policy.keeps_history or cfg.get("keep_synthetic", True)):
+        save_torch(study.pack_synthetic(synthetic), gdir / SYNTHETIC)
     save_torch({"generation": t, "config": cfg, "generator": model.state_dict(),
-                "verifier": task.verifier_state(), "metrics": row}, gdir / CHECKPOINT)
+                "verifier": study.verifier_state(), "metrics": row}, gdir / CHECKPOINT)
     append_metrics(run_dir, row)
 
 
-def _finish(run_dir: Path, cfg: dict, task, rows: list[dict], n_gen: int) -> dict:
+def _finish(run_dir: Path, cfg: dict, study, rows: list[dict], n_gen: int) -> dict:
     """summary.json, the end-of-run table and where to look."""
     if n_gen + 1 < len(rows):
         log.info("%s already holds generations 0..%d (generations=%d asked): nothing to do",
                  run_dir, len(rows) - 1, n_gen)
     summary = {"run_dir": str(run_dir), "generations_finished": len(rows) - 1, "final": rows[-1],
-               **task.summary_extras(), "config": cfg}
+               **study.summary_extras(), "config": cfg}
     write_json(summary, run_dir / SUMMARY)
-    log.info("\n%s", format_table(rows, task.headline))
+    log.info("\n%s", format_table(rows, study.headline))
     log.info("run dir: %s", run_dir)
     log.info("open in TensorBoard: tensorboard --logdir %s", run_dir / "tb")
     return rows[-1]
@@ -257,12 +257,12 @@ def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cp
     this = load_torch(gen_dir(run_dir, generation) / CHECKPOINT)
     cfg = {**this["config"], "device": device, "progress": False}
     dev = resolve_device(device)
-    task = build_task(cfg, dev, build_policy(cfg))
-    model = task.new_generator(generation - 1)
+    study = build_study(cfg, dev, build_policy(cfg))
+    model = study.new_generator(generation - 1)
     model.load_state_dict(prev["generator"])
-    task.load_verifier_state(this.get("verifier"))
+    study.load_verifier_state(this.get("verifier"))
     seed = int(cfg["seed"])
-    synthetic, _ = task.draw(model, generation, make_rng(seed, generation, "sample", dev),
+    synthetic, _ = study.draw(model, generation, make_rng(seed, generation, "sample", dev),
                              make_rng(seed, generation, "verify", dev))
     return synthetic
 

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 # Named streams keep the draws of one stage independent of how much another stage consumed.
-STREAMS = {"data": 0, "init": 1, "train": 2, "sample": 3, "verify": 4, "eval": 5, "verifier_fit": 6, "center": 7}
+STREAMS = {"data": 0, "init": 1, "train": 2, "sample": 3, "verify": 4, "eval": 5, "verifier_fit": 6, "center": 7,
+           "policy": 8}
 
 
 def derive_seed(seed: int, generation: int, stream: str) -> int:

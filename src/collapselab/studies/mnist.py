@@ -14,7 +14,7 @@ import torch
 
 from ..batch import Batch
 from ..components import build
-from ..config import get, require_int, require_label, require_number
+from ..config import check_int, get, require_int, require_label, require_number
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, binarize, class_balanced_indices, load_mnist, pack_bits, unpack_bits
 from ..device import resolve_bf16
 from ..errors import ConfigError
@@ -34,7 +34,7 @@ DEFAULT_N_SYNTHETIC = 20000
 MAX_IMAGES = 1_000_000  # images a generation may ask for (a 10x candidate pool of them is ~31 GB of fp32)
 
 
-class MNISTTask:
+class MNISTStudy:
     """Binary MNIST; metrics in the evaluator network's feature space; verifiers built with ``study=self``."""
 
     name = "vae"
@@ -57,9 +57,8 @@ class MNISTTask:
         n_real = require_int(cfg, "data.n_real", 10, "Generation 0 needs at least one image per class.")
         eval_samples = require_int(cfg, "data.eval_samples", 20, hi=MAX_IMAGES)
         pr_samples = require_int(cfg, "data.pr_samples", 4, hi=MAX_IMAGES)
-        if policy.n_synthetic is not None:
-            require_int(cfg, "policy.n_synthetic", 1, hi=MAX_IMAGES)
-        self.n_synthetic = int(policy.n_synthetic or DEFAULT_N_SYNTHETIC)
+        self.n_synthetic = check_int("policy.n_synthetic", policy.synthetic_size(1, DEFAULT_N_SYNTHETIC), 1,
+                                     hi=MAX_IMAGES)
         if self.n_synthetic < N_CLASSES:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: a class-balanced set needs at "
                               "least 10 images (one per class)")
@@ -78,7 +77,7 @@ class MNISTTask:
         # keep_fraction=1, which keeps every candidate); a used one checks its keys before it trains
         vcfg = cfg["verifier"]
         self.verifier_name = vname = vcfg.get("name")
-        unused = (f"policy={policy.name} does not filter" if not policy.filtered
+        unused = (f"policy={policy.name} does not filter" if not policy.filters
                   else "verifier.keep_fraction=1 keeps every candidate" if vcfg.get("keep_fraction") == 1.0 else None)
         self.verifier = None
         if vname != "none" and unused:
@@ -118,7 +117,7 @@ class MNISTTask:
     # ----- the loop's interface -----------------------------------------------------------------
     def quota(self, generation: int) -> torch.Tensor:
         """Per-class counts [1, 10] of this generation's synthetic set (class balanced)."""
-        n = self.n_synthetic + self.policy.growth * (generation - 1)
+        n = self.policy.synthetic_size(generation, DEFAULT_N_SYNTHETIC)
         q = torch.full((1, N_CLASSES), n // N_CLASSES, dtype=torch.long, device=self.device)
         q[0, : n % N_CLASSES] += 1
         return q

@@ -1,6 +1,6 @@
 """Studies (tasks) bind a generator, its data, its verifiers and its metrics for the generation loop.
 
-The generator's YAML names its study by a dotted class path (``study: collapselab.tasks.mnist.MNISTTask``);
+The generator's YAML names its study by a dotted class path (``study: collapselab.studies.mnist.MNISTStudy``);
 a study is built as ``Study(cfg, device, policy)`` and follows ``collapselab.interfaces.Study``.
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ def check_float64_study(cfg: dict, device: torch.device, study: str) -> None:
                           f"(generator={study} selects data={study})")
 
 
-def build_task(cfg: dict, device: torch.device, policy: Policy):
+def build_study(cfg: dict, device: torch.device, policy: Policy):
     """The study named by ``cfg["study"]``; it checks that data, generator and verifier fit it."""
     path = cfg.get("study")
     gen = (cfg.get("generator") or {}).get("name", "?")
     if not isinstance(path, str) or not path:
         raise ConfigError(f"generator={gen} names no study: its YAML needs `study: package.module.StudyClass` "
-                          "(e.g. collapselab.tasks.mnist.MNISTTask)")
+                          "(e.g. collapselab.studies.mnist.MNISTStudy)")
     try:
         cls = get_class(path)
     except Exception as e:  # ImportError, AttributeError, or not a class

@@ -69,7 +69,7 @@ class GaussianGenerator:
         self.mu, self.var = state["mu"].to(self.mu), state["var"].to(self.var)
 
 
-class GaussianTask:
+class GaussianStudy:
     """Real data: n samples of N(mu*, sigma^2) per chain; metrics: the mean's squared error and the variance."""
 
     name = "gaussian"
@@ -81,13 +81,13 @@ class GaussianTask:
         self.mu_star = require_number(cfg, "data.mean")
         self.sigma = require_number(cfg, "data.std", 0.0, lo_open=True)
         self.replicates, self.seed, self.device, self.policy = int(cfg["replicates"]), int(cfg["seed"]), device, policy
-        self.n_synthetic = int(policy.n_synthetic or self.n_real)
+        self.n_synthetic = policy.synthetic_size(1, self.n_real)
         self.gen_node = cfg["generator"]
         self.fit_variance = self.new_generator(0).fit_variance  # checks the generator's keys now
-        if self.fit_variance and self.n_synthetic < 2 and not policy.with_real:
+        if self.fit_variance and self.n_synthetic < 2 and not policy.uses_real:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: the MLE variance of one "
                               "sample is 0; use policy.n_synthetic>=2")
-        check_training_sets(cfg, self.n_real, 2, self.n_synthetic, policy.accumulate, self.replicates)
+        check_training_sets(policy, int(cfg["generations"]), self.n_real, 2, self.n_real, self.replicates)
         noise = torch.randn(self.replicates, self.n_real, generator=make_rng(self.seed, 0, "data"), dtype=DTYPE)
         y = (self.mu_star + self.sigma * noise).to(device)
         self.real = Batch(torch.ones(*y.shape, 1, dtype=DTYPE, device=device), y)
@@ -116,9 +116,9 @@ class GaussianTask:
     def draw(self, model: GaussianGenerator, generation: int, rng: torch.Generator,
              rng_verify: torch.Generator) -> tuple[Batch, Collected]:
         """This generation's synthetic set: x [R, K, 1] (ones), y [R, K]."""
-        n = self.n_synthetic + self.policy.growth * (generation - 1)
+        n = self.policy.synthetic_size(generation, self.n_real)
         quota = torch.full((self.replicates, 1), n, dtype=torch.long, device=self.device)
-        filtered = self.policy.filtered and self.verifier is not None
+        filtered = self.policy.filters and self.verifier is not None
         col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
                       quota, rng, max_factor=self.policy.max_candidates_factor,
                       hint="Use a larger verifier.radius (a wider interval accepts more candidates).")
@@ -136,17 +136,18 @@ class GaussianTask:
     def theory(self, generation: int) -> tuple[float | None, float | None]:
         """Closed forms where they apply: any generation of `replace`, generation 1 of verify (known variance)."""
         n, m, s, fv = self.n_real, self.n_synthetic, self.sigma, self.fit_variance
-        if generation == 0 or (not self.policy.filtered and not self.policy.with_real and not self.policy.growth):
+        form = self.policy.theory(verified=self.verifier is not None)
+        if generation == 0 or form == "replace":
             return (theory.gaussian_param_error(generation, n, m, s, fv), theory.gaussian_variance(generation, n, m, s, fv))
-        if (generation == 1 and self.theory_applies and self.policy.filtered and not self.policy.with_real
-                and not fv and self.reliability == 1.0):
+        if generation == 1 and form == "verify" and self.theory_applies and not fv and self.reliability == 1.0:
             risk = theory.one_round_risk([math.sqrt(n)], [self.bias], self.radius, s, self.n_synthetic)
             return risk, s**2
         return None, (s**2 if not fv else None)
 
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": self.sigma**2 / self.n_real}
-        if self.theory_applies and self.policy.filtered and not self.policy.with_real and not self.fit_variance:
+        if (self.policy.theory(verified=self.verifier is not None) == "verify" and self.theory_applies
+                and not self.fit_variance):
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
             out["theory_stationary_param_error"] = theory.stationary_risk(self.bias**2, 1, self.radius, self.sigma,
                                                                           self.n_synthetic)

@@ -28,10 +28,11 @@ from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+DEFAULT_N_SYNTHETIC = 100  # samples a generation per singular direction (or in all, gaussian design)
 HEADLINE = ("param_error", "center_error", "theory_param_error", "accept_rate")
 
 
-class LinearTask:
+class LinearStudy:
     """Fixed-design Gaussian linear regression; the generator is OLS, verifiers have a centre theta_c."""
 
     name = "linear"
@@ -51,18 +52,14 @@ class LinearTask:
         self.replicates = int(cfg["replicates"])
         self.seed = int(cfg["seed"])
         self.device = device
-        n = cfg["policy"].get("n_synthetic") or 100
-        self.n_synthetic = int(n)
-        self.growth = int(cfg["policy"].get("growth", 0))
-        self.max_factor = float(cfg["policy"].get("max_candidates_factor", 200))
-        if self.design == "gaussian" and not self.policy.with_real and self.n_synthetic < self.dim:
+        self.n_synthetic = policy.synthetic_size(1, DEFAULT_N_SYNTHETIC)
+        if self.design == "gaussian" and not policy.uses_real and self.n_synthetic < self.dim:
             raise ConfigError(
                 f"policy.n_synthetic={self.n_synthetic} is too small: OLS on {self.dim}-dimensional Gaussian "
                 f"covariates needs at least data.dim={self.dim} samples; use policy.n_synthetic>={self.dim + 2}"
             )
-
-        per_generation = self.n_synthetic * (self.dim if self.design == "singular" else 1)  # quota per direction
-        check_training_sets(cfg, self.n_real, self.dim + 1, per_generation, policy.accumulate, self.replicates)
+        check_training_sets(policy, int(cfg["generations"]), self.n_real, self.dim + 1, DEFAULT_N_SYNTHETIC,
+                            self.replicates, unit=self.dim if self.design == "singular" else 1)
         self.data = make_linear_data(self.dim, self.n_real, self.sigma, theta_star, self.replicates,
                                      make_rng(self.seed, 0, "data")).to(device)
         self.real = self.data.real
@@ -90,7 +87,7 @@ class LinearTask:
     # ----- the loop's interface -------------------------------------------------------------
     def quota(self, generation: int) -> int:
         """Synthetic samples per direction (singular) or per chain (gaussian) for this generation."""
-        return self.n_synthetic + self.growth * (generation - 1)
+        return self.policy.synthetic_size(generation, DEFAULT_N_SYNTHETIC)
 
     def new_generator(self, generation: int) -> LinearGenerator:
         return build(self.gen_node, "generator", directions=self.data.directions, noise_std=self.sigma,
@@ -103,10 +100,10 @@ class LinearTask:
         """This generation's synthetic set: x [R, K, d], y [R, K], plus draw statistics."""
         n = self.quota(generation)
         quota = torch.full((self.replicates, model.n_groups), n, dtype=torch.long, device=self.device)
-        filtered = self.policy.filtered and self.verifier is not None
+        filtered = self.policy.filters and self.verifier is not None
         hint = "Use a larger verifier.radius (a wider acceptance band accepts more candidates)."
         col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
-                      quota, rng, max_factor=self.max_factor, hint=hint)
+                      quota, rng, max_factor=self.policy.max_candidates_factor, hint=hint)
         if not filtered and self.verifier is not None:  # unfiltered policies still report what a verifier would keep
             acc = self.verifier(col.x, col.y, rng_verify)
             col.accepted = acc.sum(1)
@@ -140,19 +137,18 @@ class LinearTask:
         base = theory.real_only_risk(self._mu, self.sigma)
         if generation == 0:
             return base
-        unfiltered = (not self.policy.filtered) or self.verifier is None
-        if self.policy.with_real or self.growth or not (unfiltered or self.theory_applies):
-            return None
-        if unfiltered:
+        form = self.policy.theory(verified=self.verifier is not None)
+        if form == "replace":
             return base + generation * theory.replace_growth(self.dim, self.n_synthetic, self.sigma, self.design)
-        if generation == 1 and self.design == "singular" and self.reliability == 1.0:
+        if (form == "verify" and self.theory_applies and generation == 1 and self.design == "singular"
+                and self.reliability == 1.0):
             return theory.one_round_risk(self._mu, self._offsets(), self.radius, self.sigma, self.n_synthetic)
         return None
 
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": theory.real_only_risk(self._mu, self.sigma)}
-        if (self.theory_applies and self.policy.filtered and not self.policy.with_real
-                and self.design == "singular" and self.reliability == 1.0 and not self.growth):
+        if (self.policy.theory(verified=self.verifier is not None) == "verify" and self.theory_applies
+                and self.design == "singular" and self.reliability == 1.0):
             dist = float((self.verifier.center - self.data.theta_star).pow(2).sum())
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
             out["theory_stationary_param_error"] = theory.stationary_risk(dist, self.dim, self.radius, self.sigma,

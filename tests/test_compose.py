@@ -67,7 +67,9 @@ def test_linear_compositions_run_one_generation(tmp_path: Path, verifier, policy
 def test_generator_linear_selects_its_data_and_verifier():
     cfg = compose_cfg(["generator=linear"])
     assert cfg["data"]["name"] == "linear" and cfg["data"]["dim"] == 8 and cfg["data"]["n_real"] == 100
-    assert cfg["verifier"]["name"] == "noisy_oracle" and cfg["verifier"]["bias"] == 0.3
+    assert cfg["verifier"]["name"] == "noisy_oracle" and cfg["verifier"]["bias"] is None  # null: the code's 0.3
+    _, _, study = check_config(cfg)
+    assert study.verifier.bias == 0.3 and study.verifier.radius == 0.1 and study.theory_applies
     assert compose_cfg(["generator=linear", "verifier=oracle"])["verifier"]["name"] == "oracle"
 
 

@@ -73,7 +73,7 @@ def test_resume_recovers_from_a_torn_tail(tmp_path):
 
 def test_changed_config_is_refused_with_the_keys_named(tmp_run):
     run_cfg(FAST + ["generations=1"], tmp_run)
-    with pytest.raises(RunError, match=r"verifier\.bias: stored 0\.3, now 0\.5"):
+    with pytest.raises(RunError, match=r"verifier\.bias: stored None, now 0\.5"):
         run_cfg(FAST + ["generations=1", "verifier.bias=0.5"], tmp_run)
     with pytest.raises(RunError, match="resume=false"):
         run_cfg(FAST + ["generations=1", "resume=false"], tmp_run)
@@ -120,8 +120,8 @@ def test_verifier_that_does_not_fit_the_generator_names_both(tmp_run, verifier):
 
 @pytest.mark.parametrize("node,message", [
     ({"_target_": "no_such_module.Verifier"}, r"cannot import _target_ 'no_such_module\.Verifier'.*PYTHONPATH"),
-    ({"_target_": "collapselab.verifiers.oracle", "radius": 0.1, "colour": "red"}, r"does not take these keys.*colour"),
-    ({"_target_": "collapselab.verifiers.oracle", "radius": -1.0}, r"verifier\.radius=-1\.0 is invalid"),
+    ({"_target_": "collapselab.verifiers.linear.oracle", "radius": 0.1, "colour": "red"}, r"does not take these keys.*colour"),
+    ({"_target_": "collapselab.verifiers.linear.oracle", "radius": -1.0}, r"verifier\.radius=-1\.0 is invalid"),
     ({}, r"has no _target_"),
 ])
 def test_bad_target_is_one_line(tmp_run, node, message):

@@ -29,6 +29,16 @@ class FixedNet(nn.Module):
         return self.head(self.features(x))
 
 
+class FixedNets:
+    """A net cache that holds one hand-made network for every spec."""
+
+    def __init__(self, net=None):
+        self.net = net or FixedNet()
+
+    def get(self, spec):
+        return self.net, 1.0
+
+
 def images_believed(labels: list[int]) -> torch.Tensor:
     x = torch.zeros(len(labels), 1, 28, 28)
     for i, c in enumerate(labels):
@@ -39,10 +49,10 @@ def images_believed(labels: list[int]) -> torch.Tensor:
 def test_classifier_threshold_on_the_conditioning_label():
     x = images_believed([3, 3, 7])
     y = torch.tensor([3, 5, 7])
-    v = ClassifierVerifier(FixedNet(), conditional=True, threshold=0.9)
+    v = ClassifierVerifier(FixedNets(), None, conditional=True, threshold=0.9)
     assert v(x, y, torch.Generator()).tolist() == [True, False, True]
     # unconditional: max probability, whatever the label
-    vu = ClassifierVerifier(FixedNet(), conditional=False, threshold=0.9)
+    vu = ClassifierVerifier(FixedNets(), None, conditional=False, threshold=0.9)
     assert vu(x, y, torch.Generator()).tolist() == [True, True, True]
     flat = torch.zeros(1, 1, 28, 28)  # uniform beliefs: p = 0.1 < 0.9
     assert vu(flat, torch.tensor([0]), torch.Generator()).tolist() == [False]
@@ -53,21 +63,22 @@ def test_classifier_ranks_by_log_probability_without_ties():
     x = torch.zeros(3, 1, 28, 28)
     x[:, 0, 0, 2] = torch.tensor([3.0, 4.0, 5.0])  # logit margins 30, 40, 50 nats: p rounds to 1.0 in fp32
     y = torch.full((3,), 2)
-    v = ClassifierVerifier(net, conditional=True, keep_fraction=0.5)
+    v = ClassifierVerifier(FixedNets(net), None, conditional=True, keep_fraction=0.5)
     s = v.score(x, y)
     assert torch.allclose(s, torch.tensor([30.0, 40.0, 50.0]) - math.log(9.0))  # p = 1.0 would tie all three
     assert v(x, y, torch.Generator()).all()
-    fast = ClassifierVerifier(net, conditional=True, keep_fraction=0.5, bf16=True)
-    assert fast.score(x, y).dtype == torch.float32 and fast.net is not net
+    fast = ClassifierVerifier(FixedNets(net), None, conditional=True, keep_fraction=0.5, bf16=True)
+    assert fast.score(x, y).dtype == torch.float32 and fast.net is not net  # its own channels-last copy
+    assert v.net is net and v.test_accuracy == 1.0
 
 
 def test_judge_and_its_reliability():
     x = images_believed([1] * 400)
     y = torch.tensor([1] * 200 + [2] * 200)
-    j = JudgeVerifier(FixedNet(), conditional=True, threshold=0.5)
+    j = JudgeVerifier(FixedNets(), conditional=True, threshold=0.5)
     own = j(x, y, torch.Generator())
     assert own[:200].all() and not own[200:].any()
-    noisy = JudgeVerifier(FixedNet(), conditional=True, threshold=0.5, reliability=0.0)
+    noisy = JudgeVerifier(FixedNets(), conditional=True, threshold=0.5, reliability=0.0)
     coin = noisy(x, y, torch.Generator().manual_seed(0))
     assert 0.4 < coin.float().mean() < 0.6  # same amount kept...
     assert 0.35 < coin[:200].float().mean() < 0.65 and 0.35 < coin[200:].float().mean() < 0.65  # ...no information

@@ -4,7 +4,7 @@ It fits ordinary least squares on generation 0's real set (per replicate chain) 
 (x, y) iff |y - x^T theta_real| <= width * ||x||. On the linear study this is a noisy oracle whose
 bias is the real-data estimation error; on the Gaussian study (x = 1) it is an interval around the
 real sample mean. The class follows ``collapselab.interfaces.Verifier``; its YAML (conf/verifier/
-real_fit.yaml) names it by ``_target_``, and the study passes itself as ``study``.
+real_fit.yaml) names it by ``_target_``; it receives the run's ``data`` part because its signature names it.
 """
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ class RealFitVerifier:
 
     keep_fraction = None  # verdicts, not a ranking
 
-    def __init__(self, study, width: float = 1.0) -> None:
-        real = getattr(study, "real", None)
-        if real is None or real.x.dim() != 3:
-            raise ConfigError(f"verifier=real_fit does not fit generator={study.name}: it needs a regression "
-                              "study with replicate chains (generator=linear or generator=gaussian)")
+    def __init__(self, data, width: float = 1.0) -> None:
+        if getattr(data, "theta_star", None) is None:  # regression data (linear, gaussian) carry theta*
+            raise ConfigError("verifier=real_fit needs regression data with replicate chains: use it with "
+                              "generator=linear or generator=gaussian")
         if not isinstance(width, (int, float)) or not width > 0:
             raise ConfigError(f"verifier.width={width!r} is invalid: it must be a number > 0")
         self.width = float(width)
+        real = data.real
         # theta_real [R, d]: least squares on each chain's real set x [R, n, d], y [R, n]
         self.center = torch.linalg.lstsq(real.x, real.y.unsqueeze(-1)).solution.squeeze(-1)
 

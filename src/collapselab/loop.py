@@ -145,8 +145,8 @@ def _generation(study, policy: Policy, t: int, prev_model, history: list, rng: d
 
 
 def check_config(cfg: dict, device: str | None = None):
-    """Every config check a run makes before generation 0, without touching a run directory:
-    (device, policy, study). Building the study loads its data (and MNIST's cached networks)."""
+    """Every config check a run makes before generation 0: (device, policy, study). It reads the config and
+    writes nothing: no run directory, no data fetch, no network trained (that is ``study.prepare()``)."""
     validate_common(cfg)
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
@@ -160,11 +160,10 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
     (RunInterrupted) with every finished generation on disk, so the same call resumes it.
     """
     run_dir = Path(run_dir)
-    validate_common(cfg)
-    policy = build_policy(cfg)
+    device, policy, study = check_config(cfg)  # every bad value is refused before the run dir is touched
     with run_lock(run_dir), stop_signals():
         try:
-            return _run(cfg, run_dir, policy)
+            return _run(cfg, run_dir, device, policy, study)
         except RunInterrupted as e:
             n = len(read_metrics(run_dir))
             log.warning("stopped by %s after generation %d: every finished generation is saved; run the same "
@@ -172,17 +171,16 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             raise
 
 
-def _run(cfg: dict, run_dir: Path, policy: Policy) -> dict:
+def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:
     done = _finished_generations(run_dir, policy.keeps_history)
     if done and len(done) > int(cfg["generations"]) and (run_dir / SUMMARY).exists():
         _check_stored_config(run_dir, cfg, len(done))
         log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
         log.info("\n%s", format_table(done, tuple(k for k in done[-1] if k not in NOT_METRICS)[:8]))
         return done[-1]
-    device = resolve_device(cfg.get("device", "auto"))
     log.info("device: %s", device)
-    study = build_study(cfg, device, policy)
     run_dir.mkdir(parents=True, exist_ok=True)
+    getattr(study, "prepare", lambda: None)()  # the opening work: load data, fetch or train networks
     seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
     show = bool(cfg.get("progress", True))
 

@@ -5,9 +5,12 @@ architecture, training size, seed, epochs and the data, and reports its test acc
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,37 +111,68 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
 
 
+@contextmanager
+def _cache_lock(path: Path):
+    """An OS lock on ``<path>.lock``: parallel jobs on one data root train a network once, the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:
+    """The cached network at ``path``, or None when there is none; an unreadable one is moved aside."""
+    if not path.exists():
+        return None
+    net = SmallCNN(spec.widths, spec.feat)
+    try:
+        blob = load_torch(path)
+        net.load_state_dict(blob["state"])
+        acc = float(blob["test_accuracy"])
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file: keep it for its owner, train anew
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        log.warning("cached %s is unreadable (%s): moved to %s; training it again", path, e, aside.name)
+        return None
+    log.info("%s network: cached %s, test accuracy %.4f", spec.role, path.name, acc)
+    return net, acc
+
+
 def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
             progress: bool = True) -> tuple[SmallCNN, float]:
-    """The trained network for ``spec`` from memory, disk cache, or by training it (then cached)."""
+    """The trained network for ``spec`` from memory, the disk cache, or by training it (then cached)."""
     key = spec.key(data.key)
-    if key in _MEMO:
-        net, acc = _MEMO[key]
-        return net.to(device), acc
-    path = Path(cache_dir) / f"{key}.pt"
-    net = SmallCNN(spec.widths, spec.feat)
-    if path.exists():
-        try:
-            blob = load_torch(path)
-            net.load_state_dict(blob["state"])
-            acc = float(blob["test_accuracy"])
-            log.info("%s network: cached %s, test accuracy %.4f", spec.role, path.name, acc)
-        except Exception as e:  # noqa: BLE001 - a corrupt cache entry is rebuilt, not fatal
-            log.warning("cached %s is unreadable (%s): training it again", path, e)
-            path.unlink()
-            return get_net(spec, data, cache_dir, device, progress)
-    else:
-        log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
-                 spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
-        net, acc = train_net(spec, data, device, progress)
-        save_torch({"state": {k: v.cpu() for k, v in net.state_dict().items()}, "test_accuracy": acc,
-                    "spec": json.dumps(asdict(spec))}, path)
-        log.info("%s network: test accuracy %.4f", spec.role, acc)
-    net = net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    _MEMO[key] = (net, acc)
-    return net, acc
+    if key not in _MEMO:
+        path = Path(cache_dir) / f"{key}.pt"
+        with _cache_lock(path):  # another job may be training this very network: wait, then load its file
+            found = _load_cached(spec, path)
+            if found is None:
+                log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
+                         spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
+                found = train_net(spec, data, device, progress)
+                save_torch({"state": {k: v.cpu() for k, v in found[0].state_dict().items()},
+                            "test_accuracy": found[1], "spec": json.dumps(asdict(spec))}, path)
+                log.info("%s network: test accuracy %.4f", spec.role, found[1])
+        net = found[0].eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        _MEMO[key] = (net, found[1])
+    net, acc = _MEMO[key]
+    return net.to(device), acc
+
+
+class NetCache:
+    """The self-trained networks of one data part, under ``<data.root>/nets``: fetched on first ``get``."""
+
+    def __init__(self, data, device: torch.device, progress: bool = True) -> None:
+        self.data, self.device, self.progress = data, device, progress
+
+    def get(self, spec: NetSpec) -> tuple[SmallCNN, float]:
+        """(network in eval mode on the device, its test accuracy) for ``spec``."""
+        return get_net(spec, self.data.mnist, self.data.cache_dir, self.device, self.progress)
 
 
 @torch.no_grad()

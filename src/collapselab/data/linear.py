@@ -21,10 +21,12 @@ class LinearData:
     real: Batch  # x [R, n, d] (X0 expanded), y [R, n]
     singular_values: Tensor  # [d] mu_j of X0
     directions: Tensor  # [d, d] rows are the right singular vectors v_j
+    bias_direction: Tensor | None = None  # [d] the seeded unit vector u of a noisy oracle's centre theta* + bias u
 
     def to(self, device: torch.device | str) -> "LinearData":
         return LinearData(self.X0.to(device), self.theta_star.to(device), self.noise_std, self.real.to(device),
-                          self.singular_values.to(device), self.directions.to(device))
+                          self.singular_values.to(device), self.directions.to(device),
+                          None if self.bias_direction is None else self.bias_direction.to(device))
 
 
 def make_linear_data(

@@ -6,20 +6,25 @@ images are Bernoulli draws from the decoder, hence binary too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError
+from ..batch import Batch
+from ..config import check_choice, check_int, check_label
+from ..errors import ConfigError, DataError
+from ..rng import make_rng
 from .mnist_files import (FILES, SOURCES, _install_checked, check_files, ensure_mnist, load_pickle_safely, md5,  # noqa: F401
                           pickle_to_idx, raw_dir, read_idx, write_idx)
 
 N_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)  # one binary image, channels first
 N_PIXELS = 28 * 28
+N_TRAIN = 60000  # MNIST's training images
+FAKE_SIZES = (3000, 500)  # fake_mnist's training and test images
 
 
 @dataclass
@@ -50,7 +55,7 @@ def load_mnist(root: str | Path, source: str = "auto") -> MNIST:
 
 
 @lru_cache(maxsize=2)
-def fake_mnist(n_train: int = 3000, n_test: int = 500, seed: int = 0) -> MNIST:
+def fake_mnist(n_train: int = FAKE_SIZES[0], n_test: int = FAKE_SIZES[1], seed: int = 0) -> MNIST:
     """Tiny procedural digit-like data for tests and smoke runs: class c is a bar/blob pattern + noise."""
     g = torch.Generator().manual_seed(seed)
 
@@ -134,3 +139,65 @@ def unpack_bits(b: Tensor) -> Tensor:
     return torch.from_numpy(arr.astype(np.float32)).reshape(-1, *IMAGE_SHAPE)
 
 
+
+
+def pack_images(x: Tensor) -> dict[str, Tensor]:
+    """Images [N, 1, 28, 28] stored losslessly: as bits (98 bytes an image) when every pixel is 0 or 1,
+    else as they are (a generator of gray or continuous images)."""
+    if bool(((x == 0) | (x == 1)).all()):
+        return {"bits": pack_bits(x)}
+    return {"x": x.detach().cpu()}
+
+
+def unpack_images(state: dict[str, Tensor]) -> Tensor:
+    """The inverse of ``pack_images``: float images [N, 1, 28, 28]."""
+    return unpack_bits(state["bits"]) if "bits" in state else state["x"].float()
+
+
+class MNISTData:
+    """The MNIST study's data part: where the files live, generation 0's real set, real draws for verifiers,
+    and how a synthetic set is stored. Built from the config without touching a file; the data load (and
+    a first-run fetch) happens on first use of ``mnist`` or ``real``."""
+
+    def __init__(self, root: str, source: str, n_real: int, seed: int, device: torch.device) -> None:
+        self.root = Path(check_label("data.root", root)).expanduser()
+        self.source = check_choice("data.source", source, SOURCES)
+        self.n_train = FAKE_SIZES[0] if self.source == "fake" else N_TRAIN
+        self.n_real = check_int("data.n_real", n_real, N_CLASSES, "Generation 0 needs at least one image per class.")
+        if self.n_real > self.n_train:
+            raise ConfigError(f"data.n_real={self.n_real} exceeds the {self.n_train} training images")
+        self.seed, self.device = seed, device
+        self.cache_dir = self.root / "nets"  # networks the project trains itself
+
+    def check_train_size(self, key: str, n: int | None) -> int:
+        """A count of real training images (``key`` names it); None means every one."""
+        if n is None:
+            return self.n_train
+        n = check_int(key, n, N_CLASSES, f"It counts real training images (at most {self.n_train}).")
+        if n > self.n_train:
+            raise ConfigError(f"{key}={n} exceeds the {self.n_train} MNIST training images: "
+                              f"use at most {self.n_train} (every real image)")
+        return n
+
+    @cached_property
+    def mnist(self) -> MNIST:
+        """The uint8 train and test tensors (fetched and MD5-checked on a first run)."""
+        return load_mnist(self.root, self.source)
+
+    @cached_property
+    def real(self) -> Batch:
+        """Generation 0's training set: n_real binarised images, class balanced, x [n, 1, 28, 28], y [n]."""
+        idx = class_balanced_indices(self.mnist.train_y, self.n_real, make_rng(self.seed, 0, "data"))
+        return Batch(binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
+
+    def draw_real(self, n: int, rng: torch.Generator) -> Batch:
+        """n binarised real training images, class balanced (water-filled past the smallest class)."""
+        idx = class_balanced_indices(self.mnist.train_y, n, rng)
+        return Batch(binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
+
+    def pack(self, batch: Batch) -> dict[str, Tensor]:
+        """A synthetic set as stored in gen_NNN/synthetic.pt: lossless images and uint8 labels."""
+        return {**pack_images(batch.x), "y": batch.y.to(torch.uint8).cpu()}
+
+    def unpack(self, state: dict[str, Tensor]) -> Batch:
+        return Batch(unpack_images(state).to(self.device), state["y"].long().to(self.device))

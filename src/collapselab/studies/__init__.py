@@ -6,8 +6,8 @@ a study is built as ``Study(cfg, device, policy)`` and follows ``collapselab.int
 from __future__ import annotations
 
 import torch
-from hydra.utils import get_class
 
+from ..components import locate
 from ..errors import ConfigError
 from ..interfaces import Policy
 
@@ -31,8 +31,21 @@ def build_study(cfg: dict, device: torch.device, policy: Policy):
         raise ConfigError(f"generator={gen} names no study: its YAML needs `study: package.module.StudyClass` "
                           "(e.g. collapselab.studies.mnist.MNISTStudy)")
     try:
-        cls = get_class(path)
-    except Exception as e:  # ImportError, AttributeError, or not a class
-        raise ConfigError(f"study={path!r} (from generator={gen}) cannot be imported: "
-                          f"{str(e).splitlines()[0].split(', set env var')[0]}") from None
+        cls = locate(path)
+        if not isinstance(cls, type):
+            raise ImportError(f"{path} is a {type(cls).__name__}, not a class")
+    except Exception as e:  # noqa: BLE001 - ImportError, or a module that fails on import
+        raise ConfigError(f"study={path!r} (from generator={gen}) cannot be imported: {str(e).splitlines()[0]}") from None
+    check_truth(cfg)
     return cls(cfg, device, policy)
+
+
+def check_truth(cfg: dict) -> None:
+    """``data.truth`` names the module whose ``oracle`` / ``noisy_oracle`` know the data's ground truth."""
+    truth = (cfg.get("data") or {}).get("truth")
+    try:
+        for fn in ("oracle", "noisy_oracle"):
+            locate(f"{truth}.{fn}")
+    except Exception as e:  # noqa: BLE001 - anything that is not such a module
+        raise ConfigError(f"data.truth={truth!r} is invalid: it must name a module with oracle and noisy_oracle "
+                          f"verifiers, e.g. collapselab.verifiers.linear ({str(e).splitlines()[0]})") from None

@@ -21,6 +21,7 @@ from torch import Tensor  # noqa: E402
 
 from .. import theory  # noqa: E402
 from ..batch import Batch  # noqa: E402
+from ..data.gaussian import make_gaussian_data  # noqa: E402
 from ..components import build  # noqa: E402
 from ..config import check_training_sets, get, require_int, require_number  # noqa: E402
 from ..errors import ConfigError, RunError  # noqa: E402
@@ -30,7 +31,6 @@ from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
 from . import check_float64_study  # noqa: E402
-from ..verifiers.linear import CenterVerifier  # noqa: E402
 
 DTYPE = torch.float64
 HEADLINE = ("param_error", "variance", "theory_param_error", "theory_variance", "accept_rate")
@@ -88,23 +88,16 @@ class GaussianStudy:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: the MLE variance of one "
                               "sample is 0; use policy.n_synthetic>=2")
         check_training_sets(policy, int(cfg["generations"]), self.n_real, 2, self.n_real, self.replicates)
-        noise = torch.randn(self.replicates, self.n_real, generator=make_rng(self.seed, 0, "data"), dtype=DTYPE)
-        y = (self.mu_star + self.sigma * noise).to(device)
-        self.real = Batch(torch.ones(*y.shape, 1, dtype=DTYPE, device=device), y)
-        self.bias = self.radius = None
-        self.reliability, self.theory_applies = 1.0, False
-        self.verifier = None if get(cfg, "verifier.name") == "none" else build(cfg["verifier"], "verifier", study=self)
-
-    def oracle(self, radius: float, reliability: float, bias: float, **_unused) -> CenterVerifier:
-        """The acceptance interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi), kept with probability rho."""
-        v = {"verifier": {"radius": radius, "reliability": reliability, "bias": bias}}
-        self.radius = require_number(v, "verifier.radius", 0.0, lo_open=True,
-                                     hint="The interval is |y - mu_c| <= r + sigma sqrt(2/pi).")
-        self.reliability = require_number(v, "verifier.reliability", 0.0, 1.0)
-        self.bias = require_number(v, "verifier.bias")
-        self.theory_applies = True
-        center = torch.tensor([self.mu_star + self.bias], dtype=DTYPE, device=self.device)
-        return CenterVerifier(center, self.radius, self.sigma, self.reliability)
+        self.data = make_gaussian_data(self.n_real, self.mu_star, self.sigma, self.replicates,
+                                       make_rng(self.seed, 0, "data"), device)
+        self.real = self.data.real
+        self.verifier = None if get(cfg, "verifier.name") == "none" else build(
+            cfg["verifier"], "verifier", offer={"data": self.data, "device": device}, context="generator=gaussian")
+        # the closed forms describe the oracle's interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi) only
+        self.theory_applies = getattr(self.verifier, "bias", None) is not None
+        self.bias = getattr(self.verifier, "bias", None)
+        self.radius = getattr(self.verifier, "radius", None)
+        self.reliability = getattr(self.verifier, "reliability", 1.0)
 
     # ----- the loop's interface -------------------------------------------------------------
     def new_generator(self, generation: int) -> GaussianGenerator:

@@ -62,27 +62,18 @@ class LinearStudy:
                             self.replicates, unit=self.dim if self.design == "singular" else 1)
         self.data = make_linear_data(self.dim, self.n_real, self.sigma, theta_star, self.replicates,
                                      make_rng(self.seed, 0, "data")).to(device)
+        self.data.bias_direction = unit_vector(self.dim, make_rng(self.seed, 0, "center")).to(device)
         self.real = self.data.real
 
         self.gen_node = cfg["generator"]
         self.new_generator(0)  # checks the generator's keys now, not after generation 0
 
-        self.verifier_name = vname
-        self.radius = self.bias = None
-        self.reliability = 1.0
-        self.theory_applies = False  # set by oracle(): the closed forms describe the centre verifier only
-        self.verifier = None if vname == "none" else build(cfg["verifier"], "verifier", study=self)
-
-    def oracle(self, radius: float, reliability: float, bias: float, **_unused) -> CenterVerifier:
-        """The centre verifier theta_c = theta* + bias * u (u a seeded unit vector) with radius r."""
-        v = {"verifier": {"radius": radius, "reliability": reliability, "bias": bias}}
-        self.radius = require_number(v, "verifier.radius", 0.0, lo_open=True,
-                                     hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
-        self.reliability = require_number(v, "verifier.reliability", 0.0, 1.0)
-        self.bias = require_number(v, "verifier.bias")
-        u = unit_vector(self.dim, make_rng(self.seed, 0, "center")).to(self.device)
-        self.theory_applies = True
-        return CenterVerifier(self.data.theta_star + self.bias * u, self.radius, self.sigma, self.reliability)
+        self.verifier = None if vname == "none" else build(
+            cfg["verifier"], "verifier", offer={"data": self.data, "device": device}, context="generator=linear")
+        # the closed forms describe a centre verifier theta* + bias * u (oracle, noisy_oracle) only
+        self.theory_applies = getattr(self.verifier, "bias", None) is not None
+        self.radius = getattr(self.verifier, "radius", None)
+        self.reliability = getattr(self.verifier, "reliability", 1.0)
 
     # ----- the loop's interface -------------------------------------------------------------
     def quota(self, generation: int) -> int:

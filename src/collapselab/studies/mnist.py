@@ -1,9 +1,11 @@
-"""The MNIST study (PAPER.md section 5): real MNIST, a generator from conf/generator/, self-trained nets.
+"""The MNIST study (paper section 5): real MNIST, a generator from conf/generator/, self-trained networks.
 
-Parts with one job each: the data and real set (here), verifiers (``collapselab.verifiers.mnist``, built
-from their YAML with ``study=self``), metrics and pictures (``mnist_eval``). Any generator that offers
-``propose``/``sample``/``decode`` on labels 0..9 drops in; ``batch_nelbo`` / ``decode_mean`` add the
-likelihood metrics.
+The study is small: it wires three parts built once, a data part (``data.mnist.MNISTData``: files, the
+real set, storage), a net cache (``nets.NetCache``: the self-trained networks under <data.root>/nets,
+locked) and an evaluator (``mnist_eval.MNISTEvaluator``), and offers them to the verifier, which
+takes the ones its signature names. Building it reads the config only; ``prepare`` does the opening
+work (loading, a first-run fetch, training networks). Any generator that offers ``propose`` / ``sample``
+/ ``decode`` on labels 0..9 drops in; ``batch_nelbo`` / ``decode_mean`` add the likelihood metrics.
 """
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ import torch
 
 from ..batch import Batch
 from ..components import build
-from ..config import check_int, get, require_int, require_label, require_number
-from ..data.mnist import IMAGE_SHAPE, N_CLASSES, binarize, class_balanced_indices, load_mnist, pack_bits, unpack_bits
-from ..device import resolve_bf16
+from ..config import check_int, get, require_int
+from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNISTData
 from ..errors import ConfigError
 from ..interfaces import Policy, load_state, state_of
-from ..nets import EVALUATOR, JUDGE, NetSpec, get_net
+from ..nets import EVALUATOR, JUDGE, NetCache
 from ..rng import make_rng
 from ..sampling import Collected, collect
-from ..verifiers.mnist import JudgeVerifier, label_scores, pool_size, rank_select
+from ..verifiers.mnist import label_scores, pool_size, rank_select
 from .mnist_eval import MNISTEvaluator, save_samples
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,8 @@ MAX_IMAGES = 1_000_000  # images a generation may ask for (a 10x candidate pool 
 
 
 class MNISTStudy:
-    """Binary MNIST; metrics in the evaluator network's feature space; verifiers built with ``study=self``."""
+    """Binary MNIST; metrics in the evaluator network's feature space."""
 
-    name = "vae"
     headline = HEADLINE
 
     def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
@@ -45,74 +45,52 @@ class MNISTStudy:
         if get(cfg, "data.name") != "mnist":
             raise ConfigError(f"data={get(cfg, 'data.name')} does not fit generator={self.name}: drop the data "
                               "override (the generator selects data=mnist)")
-        if int(cfg["replicates"]) != 1:
-            raise ConfigError(f"replicates={cfg['replicates']}: replicate chains are for generator=linear|gaussian; "
+        if cfg.get("replicates") != 1:
+            raise ConfigError(f"replicates={cfg.get('replicates')}: replicate chains are for generator=linear|gaussian; "
                               "for the VAE sweep seeds instead (python train.py -m seed=0,1,2)")
         self.device, self.seed, self.policy = device, int(cfg["seed"]), policy
         self.progress = bool(cfg.get("progress", True))
         self.gen_node = cfg["generator"]
-        self.bf16 = resolve_bf16(self.gen_node.get("bf16", False), device)  # verifiers follow the generator
-        probe = self.new_generator(0)  # checks the generator's keys before any data or network
+        probe = self.new_generator(0)  # checks the generator's keys before anything else
         self.conditional = bool(getattr(probe, "conditional", True))
-        n_real = require_int(cfg, "data.n_real", 10, "Generation 0 needs at least one image per class.")
-        eval_samples = require_int(cfg, "data.eval_samples", 20, hi=MAX_IMAGES)
-        pr_samples = require_int(cfg, "data.pr_samples", 4, hi=MAX_IMAGES)
+        self.bf16 = getattr(probe, "amp", None)
+        d = cfg["data"]
+        self.data = MNISTData(d.get("root"), d.get("source", "auto"), d.get("n_real"), self.seed, device)
         self.n_synthetic = check_int("policy.n_synthetic", policy.synthetic_size(1, DEFAULT_N_SYNTHETIC), 1,
                                      hi=MAX_IMAGES)
         if self.n_synthetic < N_CLASSES:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: a class-balanced set needs at "
                               "least 10 images (one per class)")
+        self.nets = NetCache(self.data, device, self.progress)
+        self.evaluate_metrics = MNISTEvaluator(self.nets, self.data, device,
+                                               require_int(cfg, "data.eval_samples", 20, hi=MAX_IMAGES),
+                                               require_int(cfg, "data.pr_samples", 4, hi=MAX_IMAGES))
+        self.verifier = self._build_verifier(cfg["verifier"])
 
-        # data: loaded once, binarised once (pixel >= 128), kept in memory as tensors
-        root = Path(require_label(cfg, "data.root")).expanduser()
-        self.mnist = load_mnist(root, str(get(cfg, "data.source", "auto")))
-        if n_real > len(self.mnist.train_y):
-            raise ConfigError(f"data.n_real={n_real} exceeds the {len(self.mnist.train_y)} training images")
-        idx = class_balanced_indices(self.mnist.train_y, n_real, make_rng(self.seed, 0, "data"))
-        self.real = Batch(binarize(self.mnist.train_x[idx]).to(device), self.mnist.train_y[idx].to(device))
-        self.cache_dir = root / "nets"  # networks the project trains itself
-        self.classifier_acc = None
+    def _build_verifier(self, node: dict):
+        """The verifier with the parts it names; None when the policy does not use one (replace / accumulate,
+        or keep_fraction=1, which keeps every candidate): such a verifier is neither built, trained nor run."""
+        name = node.get("name")
+        unused = (f"policy={self.policy.name} does not filter" if not self.policy.filters
+                  else "verifier.keep_fraction=1 keeps every candidate" if node.get("keep_fraction") == 1.0 else None)
+        if name == "none":
+            return None
+        if unused:
+            log.info("verifier=%s is not used (%s): it is not trained or run, accept_rate is null", name, unused)
+            return None
+        offer = {"nets": self.nets, "data": self.data, "device": self.device, "conditional_model": self.conditional,
+                 "progress": self.progress}
+        return build(node, "verifier", offer=offer, context=f"generator={self.name}")
 
-        # a verifier the policy does not use is neither built, trained nor run (replace / accumulate, or
-        # keep_fraction=1, which keeps every candidate); a used one checks its keys before it trains
-        vcfg = cfg["verifier"]
-        self.verifier_name = vname = vcfg.get("name")
-        unused = (f"policy={policy.name} does not filter" if not policy.filters
-                  else "verifier.keep_fraction=1 keeps every candidate" if vcfg.get("keep_fraction") == 1.0 else None)
-        self.verifier = None
-        if vname != "none" and unused:
-            log.info("verifier=%s is not used (%s): it is not trained or run, accept_rate is null", vname, unused)
-        elif vname != "none":
-            self.verifier = build(vcfg, "verifier", study=self)
+    @property
+    def real(self) -> Batch:
+        return self.data.real
 
-        self.evaluator_net, self.evaluator_acc = self.trained_net(EVALUATOR)
-        self.judge, self.judge_acc = self.trained_net(JUDGE)
-        self.evaluate_metrics = MNISTEvaluator(self.evaluator_net, self.mnist, self.cache_dir, device,
-                                               eval_samples, pr_samples)
-
-    # ----- what verifiers may ask of the study ------------------------------------------------------
-    def trained_net(self, spec: NetSpec):
-        """(network, test accuracy) for ``spec``: from memory, the cache under <data.root>/nets, or trained."""
-        return get_net(spec, self.mnist, self.cache_dir, self.device, self.progress)
-
-    def check_train_size(self, train_size: int | None) -> int:
-        """verifier.train_size checked against the data; null means every real training image."""
-        n_data = len(self.mnist.train_y)
-        if train_size is None:
-            return n_data
-        ts = require_int({"verifier": {"train_size": train_size}}, "verifier.train_size", 10,
-                         f"It counts real training images (at most {n_data}).")
-        if ts > n_data:
-            raise ConfigError(f"verifier.train_size={ts} exceeds the {n_data} MNIST training images: "
-                              f"use at most {n_data} (every real image)")
-        return ts
-
-    def oracle(self, threshold: float, reliability: float, **_unused) -> JudgeVerifier:
-        """The judge network (a stronger classifier standing in for the truth); ``reliability`` adds coins."""
-        v = {"verifier": {"threshold": threshold, "reliability": reliability}}
-        return JudgeVerifier(self.trained_net(JUDGE)[0], self.conditional,
-                             threshold=require_number(v, "verifier.threshold", 0.0, 1.0),
-                             reliability=require_number(v, "verifier.reliability", 0.0, 1.0))
+    def prepare(self) -> None:
+        """The opening work, after every check: load (or fetch) MNIST and fetch (or train) the networks."""
+        getattr(self.verifier, "prepare", lambda: None)()
+        self.evaluate_metrics.prepare()
+        self.nets.get(JUDGE)
 
     # ----- the loop's interface -----------------------------------------------------------------
     def quota(self, generation: int) -> torch.Tensor:
@@ -131,16 +109,10 @@ class MNISTStudy:
         if v is None or not getattr(v, "fits_on_synthetic", False) or not v.fit_due():
             return
         rng = make_rng(self.seed, generation, "verifier_fit", self.device)
-        n = v.fit_size
-        idx = class_balanced_indices(self.mnist.train_y, n, make_rng(self.seed, generation, "verifier_fit"))
-        real = (binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
+        real = self.data.draw_real(v.fit_size, make_rng(self.seed, generation, "verifier_fit"))
         # fakes carry the real set's label histogram, so a conditional discriminator cannot tell them by label
-        fake_y = real[1][torch.randperm(n, generator=rng, device=rng.device).to(self.device)]
-        v.fit(real, (model.decode(fake_y, rng), fake_y), rng)
-
-    def _flat_verify(self, x: torch.Tensor, y: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        R, G, m = y.shape
-        return self.verifier(x.reshape(R * G * m, *IMAGE_SHAPE), y.reshape(-1), rng).view(R, G, m)
+        fake_y = real.y[torch.randperm(len(real), generator=rng, device=rng.device).to(self.device)]
+        v.fit((real.x, real.y), (model.decode(fake_y, rng), fake_y), rng)
 
     def _rank(self, model, quota: torch.Tensor, rng: torch.Generator) -> Collected:
         """Draw quota / keep_fraction candidates per class and keep each class's top scores."""
@@ -154,19 +126,24 @@ class MNISTStudy:
 
     def draw(self, model, generation: int, rng: torch.Generator,
              rng_verify: torch.Generator) -> tuple[Batch, Collected]:
-        """This generation's synthetic set x [K, 1, 28, 28], y [K] and what the draw cost."""
+        """This generation's synthetic set x [K, 1, 28, 28], y [K] and what the draw cost. Candidates come
+        from ``rng`` (the sample stream), a verifier's coin flips from ``rng_verify`` (the verify stream)."""
         quota = self.quota(generation)
-        v = self.verifier  # None when the policy does not filter (see __init__)
+        v = self.verifier  # None when the policy does not filter (see _build_verifier)
         if v is not None and v.keep_fraction is not None:
             col = self._rank(model, quota, rng)
         else:
+            def verify(x: torch.Tensor, y: torch.Tensor, _rng: torch.Generator) -> torch.Tensor:
+                R, G, m = y.shape
+                return v(x.reshape(R * G * m, *IMAGE_SHAPE), y.reshape(-1), rng_verify).view(R, G, m)
+
             hint = "Lower verifier.threshold or use verifier.keep_fraction (rank instead of threshold)."
-            col = collect(model.propose, self._flat_verify if v is not None else None, quota, rng,
+            col = collect(model.propose, verify if v is not None else None, quota, rng,
                           max_factor=self.policy.max_candidates_factor, max_round_elements=200_000, hint=hint)
             if v is None:
                 col.accepted, col.first_mask = None, None  # nothing was verified: no acceptance rate
         synthetic = Batch(col.x[0], col.y[0])
-        agree = label_scores(self.judge, synthetic.x, synthetic.y, self.conditional) >= 0.5
+        agree = label_scores(self.nets.get(JUDGE)[0], synthetic.x, synthetic.y, self.conditional) >= 0.5
         col.extra = {"verifier_agreement": float(agree.float().mean())}
         return synthetic, col
 
@@ -175,9 +152,10 @@ class MNISTStudy:
 
     def summary_extras(self) -> dict:
         ev = self.evaluate_metrics
+        ev.prepare()
         return {"fid_real_floor": ev.fid_floor, "fid_mean_real_floor": ev.fid_mean_floor,
-                "evaluator_test_accuracy": self.evaluator_acc, "judge_test_accuracy": self.judge_acc,
-                "classifier_test_accuracy": self.classifier_acc, "bf16": self.bf16}
+                "evaluator_test_accuracy": self.nets.get(EVALUATOR)[1], "judge_test_accuracy": self.nets.get(JUDGE)[1],
+                "classifier_test_accuracy": getattr(self.verifier, "test_accuracy", None), "bf16": self.bf16}
 
     # ----- state and pictures ---------------------------------------------------------------------
     def verifier_state(self) -> dict | None:
@@ -188,11 +166,10 @@ class MNISTStudy:
         load_state(self.verifier, None if state is None else state["net"])
 
     def pack_synthetic(self, batch: Batch) -> dict:
-        """Binary images as bits (98 bytes an image) and uint8 labels."""
-        return {"bits": pack_bits(batch.x), "y": batch.y.to(torch.uint8).cpu()}
+        return self.data.pack(batch)
 
     def unpack_synthetic(self, state: dict) -> Batch:
-        return Batch(unpack_bits(state["bits"]).to(self.device), state["y"].long().to(self.device))
+        return self.data.unpack(state)
 
     def save_samples(self, path: Path, model, generation: int, col: Collected | None, tb) -> None:
         save_samples(path, model, self.seed, generation, col, self.verifier is not None, tb, self.device)

@@ -7,26 +7,37 @@ import torch
 from torchvision.utils import make_grid
 
 from ..checkpoint import load_torch, save_torch
-from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, binarize, gray
+from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
-from ..nets import EVALUATOR, SmallCNN, predict
+from ..nets import EVALUATOR, NetCache, SmallCNN, predict
 from ..plotting import save_image_grid
 from ..rng import derive_seed
 from ..sampling import Collected
 
 
 class MNISTEvaluator:
-    """FID (samples and decoder means), precision/recall, label accuracy, class entropy, test NELBO."""
+    """FID (samples and decoder means), precision/recall, label accuracy, class entropy, test NELBO.
 
-    def __init__(self, net: SmallCNN, mnist: MNIST, cache_dir: Path, device: torch.device, eval_samples: int,
+    Built from its sizes alone; ``prepare`` (or the first call) fetches the evaluator network and the test
+    set's feature statistics, computed once and cached under <data.root>/nets."""
+
+    def __init__(self, nets: NetCache, data: MNISTData, device: torch.device, eval_samples: int,
                  pr_samples: int) -> None:
-        self.net, self.device = net, device
-        self.eval_samples, self.pr_samples = eval_samples, min(pr_samples, eval_samples, len(mnist.test_y))
-        self.test_x, self.test_y = binarize(mnist.test_x).to(device), mnist.test_y.to(device)
-        blob = self._real_stats(mnist, cache_dir)
+        self.nets, self.data, self.device = nets, data, device
+        self.eval_samples, self.pr_samples = eval_samples, pr_samples
+        self.net: SmallCNN | None = None
+
+    def prepare(self) -> None:
+        if self.net is not None:
+            return
+        mnist = self.data.mnist
+        self.net = self.nets.get(EVALUATOR)[0]
+        self.pr_samples = min(self.pr_samples, self.eval_samples, len(mnist.test_y))
+        self.test_x, self.test_y = binarize(mnist.test_x).to(self.device), mnist.test_y.to(self.device)
+        blob = self._real_stats(mnist, self.data.cache_dir)
         self.test_stats = (blob["mu"].numpy(), blob["cov"].numpy())
         self.test_stats_gray = (blob["mu_gray"].numpy(), blob["cov_gray"].numpy())
-        self.test_features = blob["features"].to(device)
+        self.test_features = blob["features"].to(self.device)
         self.fid_floor, self.fid_mean_floor = float(blob["fid_real_floor"]), float(blob["fid_real_floor_gray"])
 
     def _real_stats(self, mnist: MNIST, cache_dir: Path) -> dict:
@@ -53,6 +64,7 @@ class MNISTEvaluator:
     def __call__(self, model, rng: torch.Generator) -> dict[str, float | None]:
         """The metrics of one generator. ``test_nelbo`` needs ``model.batch_nelbo`` and ``fid_mean`` needs
         ``model.decode_mean`` (null for generators without a likelihood or a mean image)."""
+        self.prepare()
         conditional = getattr(model, "conditional", True)
         gen = model.sample(self.eval_samples, rng)
         probs, feats = predict(self.net, gen.x)

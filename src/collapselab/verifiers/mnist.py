@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import get, require_choice, require_int, require_number
-from ..data.mnist import N_CLASSES, N_PIXELS
-from ..device import bf16_autocast
+from ..config import check_bool, check_choice, check_int, check_number
+from ..data.mnist import N_CLASSES, N_PIXELS, MNISTData
+from ..device import bf16_autocast, resolve_bf16
 from ..errors import ConfigError
+from ..nets import JUDGE, NetCache, NetSpec, SmallCNN, classifier_spec, predict, predict_logits
 from ..training import train_minibatch
-from ..nets import SmallCNN, classifier_spec, predict, predict_logits
 from .base import apply_reliability
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,29 @@ class ClassifierVerifier:
     p(label | x) >= ``threshold``.
 
     Log-odds, not probabilities: a confident classifier gives many candidates p = 1.0 in fp32 (logit
-    margins above ~17), and a ranking of ties would keep an arbitrary subset of them.
+    margins above ~17), and a ranking of ties would keep an arbitrary subset of them. The network comes
+    from the net cache on first use (``prepare``), so building the verifier trains nothing.
     """
 
-    def __init__(self, net: SmallCNN, conditional: bool, threshold: float = 0.9,
+    def __init__(self, nets: NetCache, spec: NetSpec, conditional: bool, threshold: float = 0.9,
                  keep_fraction: float | None = None, bf16: bool = False) -> None:
-        self.conditional, self.bf16 = conditional, bf16
-        # its own channels-last copy for bf16 scoring: the cached network is shared with other users
-        self.net = copy.deepcopy(net).to(memory_format=torch.channels_last) if bf16 else net
+        self.nets, self.spec, self.conditional, self.bf16 = nets, spec, conditional, bf16
         self.threshold, self.keep_fraction = threshold, keep_fraction
+        self.net: SmallCNN | None = None
+        self.test_accuracy: float | None = None
+
+    def prepare(self) -> None:
+        """Fetch (or train and cache) the network; its own channels-last copy for bf16 scoring."""
+        if self.net is None:
+            net, self.test_accuracy = self.nets.get(self.spec)
+            self.net = copy.deepcopy(net).to(memory_format=torch.channels_last) if self.bf16 else net
 
     def state_dict(self) -> None:
         return None  # the network is cached under <data.root>/nets and rebuilt from the config
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """x [N, 1, 28, 28], y [N] -> log-odds of y (of the most likely class when unconditional), fp32 [N]."""
+        self.prepare()
         logits, _ = predict_logits(self.net, x, bf16=self.bf16)
         target = y.to(logits.device) if self.conditional else logits.argmax(1)
         return log_odds(logits, target)
@@ -74,13 +82,18 @@ class ClassifierVerifier:
 class JudgeVerifier:
     """The oracle: the judge network accepts iff p_judge(label | x) >= threshold; rho adds coin flips."""
 
-    def __init__(self, judge: SmallCNN, conditional: bool, threshold: float = 0.5, reliability: float = 1.0) -> None:
-        self.judge, self.conditional = judge, conditional
+    keep_fraction = None  # per-sample verdicts
+
+    def __init__(self, nets: NetCache, conditional: bool, threshold: float = 0.5, reliability: float = 1.0) -> None:
+        self.nets, self.conditional = nets, conditional
         self.threshold, self.reliability = threshold, reliability
-        self.keep_fraction = None
+
+    def prepare(self) -> None:
+        self.nets.get(JUDGE)
 
     def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
-        own = label_scores(self.judge, x, y, self.conditional) >= self.threshold
+        """x [N, 1, 28, 28], y [N] -> bool [N]; the coins of rho < 1 come from ``rng`` (the verify stream)."""
+        own = label_scores(self.nets.get(JUDGE)[0], x, y, self.conditional) >= self.threshold
         return apply_reliability(own, self.reliability, rng)
 
 
@@ -112,7 +125,7 @@ class DiscriminatorMLP(nn.Module):
 class DiscriminatorVerifier:
     """Trained on real vs current samples; ranks candidates by logit and keeps the per-class top fraction."""
 
-    fits_on_synthetic = True  # the study calls fit(real, fake, rng) when fit_due()
+    fits_on_synthetic = True  # fit(real, fake, rng) is called before a draw when fit_due()
 
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
                  lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True,
@@ -187,47 +200,58 @@ def pool_size(quota: int, keep_fraction: float) -> int:
     return int(math.ceil(quota / keep_fraction - 1e-9))
 
 
-# ----- built from conf/verifier/*.yaml (``_target_``), with the running study passed as ``study`` -----
-def _mnist_study(study, name: str):
-    if not hasattr(study, "trained_net"):
-        raise ConfigError(f"verifier={name} does not fit generator={study.name}: it scores MNIST images "
-                          "(use it with generator=vae)")
-    return study
+# ----- built from conf/verifier/*.yaml (``_target_``) with the parts their signatures name ----------------
+def _keep_fraction(keep_fraction: float | None) -> float | None:
+    return None if keep_fraction is None else check_number("verifier.keep_fraction", keep_fraction, 0.0, 1.0,
+                                                           lo_open=True)
 
 
-def _keep_fraction(v: dict) -> float | None:
-    if get(v, "verifier.keep_fraction") is None:
-        return None
-    return require_number(v, "verifier.keep_fraction", 0.0, 1.0, lo_open=True)
-
-
-def classifier(study, threshold: float = 0.9, keep_fraction: float | None = 0.1,
-               train_size: int | None = None) -> ClassifierVerifier:
+def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device: torch.device,
+               threshold: float = 0.9, keep_fraction: float | None = 0.1, train_size: int | None = None,
+               bf16: bool | str = "auto") -> ClassifierVerifier:
     """A classifier trained (and cached) on ``train_size`` real images, scoring the label's log-odds."""
-    _mnist_study(study, "classifier")
-    v = {"verifier": {"threshold": threshold, "keep_fraction": keep_fraction}}
-    threshold = require_number(v, "verifier.threshold", 0.0, 1.0)
-    kf = _keep_fraction(v)
-    n = study.check_train_size(train_size)  # every key is checked before the network trains
-    net, study.classifier_acc = study.trained_net(classifier_spec(n))
-    return ClassifierVerifier(net, study.conditional, threshold=threshold, keep_fraction=kf, bf16=study.bf16)
+    threshold = check_number("verifier.threshold", threshold, 0.0, 1.0)
+    kf = _keep_fraction(keep_fraction)
+    n = data.check_train_size("verifier.train_size", train_size)
+    return ClassifierVerifier(nets, classifier_spec(n), conditional_model, threshold=threshold, keep_fraction=kf,
+                              bf16=resolve_bf16(bf16, device, key="verifier.bf16"))
 
 
-def discriminator(study, keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,
-                  refit: str = "every_generation", epochs: int = 3) -> DiscriminatorVerifier:
-    """The paper's real-vs-synthetic MLP, ranked per class; trained by the study every generation (or once)."""
-    _mnist_study(study, "discriminator")
-    v = {"verifier": {"keep_fraction": keep_fraction, "refit": refit, "epochs": epochs}}
-    n = study.check_train_size(train_size)
-    refit = require_choice(v, "verifier.refit", ("every_generation", "once"))
-    kf = _keep_fraction(v)
+def discriminator(data: MNISTData, device: torch.device, conditional_model: bool, progress: bool = True,
+                  keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,
+                  refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto") -> DiscriminatorVerifier:
+    """The paper's real-vs-synthetic MLP, ranked per class; trained on real vs current samples every generation (or once)."""
+    n = data.check_train_size("verifier.train_size", train_size)
+    refit = check_choice("verifier.refit", refit, ("every_generation", "once"))
+    kf = _keep_fraction(keep_fraction)
     if kf is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
-    if not isinstance(conditional, bool):
-        raise ConfigError(f"verifier.conditional={conditional!r} is invalid: choose true or false")
-    if conditional and not study.conditional:
+    if check_bool("verifier.conditional", conditional) and not conditional_model:
         raise ConfigError("verifier.conditional=true needs labelled samples: it does not fit "
                           "generator.conditional=false (use verifier.conditional=false)")
-    return DiscriminatorVerifier(study.device, keep_fraction=kf, epochs=require_int(v, "verifier.epochs", 1),
-                                 conditional=conditional, bf16=study.bf16, progress=study.progress, fit_size=n,
-                                 refit=refit)
+    return DiscriminatorVerifier(device, keep_fraction=kf, epochs=check_int("verifier.epochs", epochs, 1),
+                                 conditional=conditional, bf16=resolve_bf16(bf16, device, key="verifier.bf16"),
+                                 progress=progress, fit_size=n, refit=refit)
+
+
+def _judge_only(radius: float | None, bias: float | None) -> None:
+    for key, v in (("radius", radius), ("bias", bias)):
+        if v is not None:
+            raise ConfigError(f"verifier.{key}={v!r} is a centre verifier's key (generator=linear, gaussian); the "
+                              "MNIST oracle is the judge network (verifier.threshold, verifier.reliability): "
+                              f"remove verifier.{key}")
+
+
+def noisy_oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
+                 radius: float | None = None, bias: float | None = None) -> JudgeVerifier:
+    """The judge network (a stronger classifier standing in for the truth) with reliability rho."""
+    _judge_only(radius, bias)
+    t = check_number("verifier.threshold", 0.5 if threshold is None else threshold, 0.0, 1.0)
+    return JudgeVerifier(nets, conditional_model, threshold=t,
+                         reliability=check_number("verifier.reliability", reliability, 0.0, 1.0))
+
+
+def oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
+           radius: float | None = None) -> JudgeVerifier:
+    """The judge network's verdict."""
+    return noisy_oracle(nets, conditional_model, threshold=threshold, reliability=reliability, radius=radius)

@@ -68,6 +68,14 @@ def fake_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fake_mnist_root")
 
 
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory) -> Path:
+    """The data root of the real-MNIST tests: fetched and its networks trained once a session, in a temp dir
+    (never the repository's data/). ``COLLAPSELAB_TEST_DATA`` names a folder to reuse between sessions."""
+    keep = os.environ.get("COLLAPSELAB_TEST_DATA")
+    return Path(keep) if keep else tmp_path_factory.mktemp("mnist_root")
+
+
 @pytest.fixture
 def tmp_run(tmp_path: Path) -> Path:
     return tmp_path / "run"

@@ -3,10 +3,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from collapselab.errors import ConfigError
 
-from .conftest import ROOT, compose_cfg, options, read_rows, run_cfg, run_train, strip_wall
+from .conftest import compose_cfg, options, read_rows, run_cfg, run_train, strip_wall
 
 
 def tiny(root: Path) -> list[str]:
@@ -25,13 +26,19 @@ def permissive(verifier: str) -> list[str]:
     return []
 
 
-FAST_CELLS = {("classifier", "verify")}  # one MNIST generation end to end in the fast suite
+def test_one_mnist_generation_end_to_end(tmp_path, fake_root):
+    """The default composition (classifier, verify) for one generation on fake data; the rest are slow tests."""
+    _check_one_generation(tmp_path, fake_root, "classifier", "verify")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verifier,policy", [
-    pytest.param(v, p, marks=() if (v, p) in FAST_CELLS else pytest.mark.slow)
-    for v in options("verifier") for p in options("policy")])
+    (v, p) for v in options("verifier") for p in options("policy") if (v, p) != ("classifier", "verify")])
 def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, policy):
+    _check_one_generation(tmp_path, fake_root, verifier, policy)
+
+
+def _check_one_generation(tmp_path, fake_root, verifier: str, policy: str) -> None:
     rows = run_cfg(tiny(fake_root) + [f"verifier={verifier}", f"policy={policy}", "generations=1"]
                    + permissive(verifier), tmp_path)
     assert [r["generation"] for r in rows] == [0, 1]
@@ -98,12 +105,12 @@ def test_default_config_is_the_mnist_study():
 
 
 @pytest.mark.slow
-def test_real_mnist_path_as_ci_runs_it(tmp_path):
+def test_real_mnist_path_as_ci_runs_it(tmp_path, real_root):
     """train.py on real MNIST (fetched offline if absent), with the real evaluator/judge/classifier nets."""
     run_dir = tmp_path / "run"
     p = run_train("verifier=classifier", "verifier.keep_fraction=0.25", "generations=1", "policy.n_synthetic=500",
                   "data.eval_samples=2000", "data.pr_samples=1000", "generator.epochs=40",
-                  f"hydra.run.dir={run_dir}", "progress=false", timeout=3000)
+                  f"hydra.run.dir={run_dir}", f"data.root={real_root}", "progress=false", timeout=3000)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -115,7 +122,7 @@ def test_real_mnist_path_as_ci_runs_it(tmp_path):
     assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01)
     assert rows[1]["n_train"] == 500 and 0.0 <= rows[1]["label_accuracy"] <= 1.0
     assert (run_dir / "gen_001" / "verdicts.png").exists()
-    assert (ROOT / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    assert (real_root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
 
 @pytest.mark.slow
@@ -146,3 +153,24 @@ def test_linear_synthetic_sets_are_exactly_regenerable(tmp_path):
     stored = load_torch(tmp_path / "gen_002" / "synthetic.pt")
     again = regenerate_synthetic(tmp_path, 2)
     assert torch.equal(again.x.cpu(), stored["x"]) and torch.equal(again.y.cpu(), stored["y"])
+
+
+def test_images_are_stored_losslessly():
+    from collapselab.data.mnist import pack_images, unpack_images
+
+    binary = (torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    gray = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert set(pack_images(binary)) == {"bits"} and torch.equal(unpack_images(pack_images(binary)), binary)
+    assert set(pack_images(gray)) == {"x"} and torch.equal(unpack_images(pack_images(gray)), gray)
+
+
+@pytest.mark.slow
+def test_a_float_valued_generator_resumes_exactly(tmp_path, fake_root):
+    """Gray images (not bits) survive gen_NNN/synthetic.pt, so an accumulating run that resumes matches."""
+    args = tiny(fake_root) + ["generator._target_=tests.gray_generator.GrayVAEGenerator", "policy=accumulate",
+                              "verifier=none", "samples_every=0"]
+    full = run_cfg(args + ["generations=3"], tmp_path / "full")
+    run_cfg(args + ["generations=1"], tmp_path / "part")
+    assert strip_wall(run_cfg(args + ["generations=3"], tmp_path / "part")) == strip_wall(full)
+    stored = torch.load(tmp_path / "part" / "gen_001" / "synthetic.pt", weights_only=True)
+    assert "bits" not in stored and ((stored["x"] > 0) & (stored["x"] < 1)).float().mean() > 0.5

@@ -208,11 +208,12 @@ def sweep_points(preset: str) -> list[list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", options("experiment"))
-def test_every_preset_runs_one_generation(tmp_path, preset):
+def test_every_preset_runs_one_generation(tmp_path, real_root, preset):
     base = compose_cfg([f"experiment={preset}"])
     scale = []
     if base["generator"]["name"] == "vae":
-        scale = list(SCALE_VAE) + (["verifier.epochs=1"] if base["verifier"]["name"] == "discriminator" else [])
+        scale = list(SCALE_VAE) + [f"data.root={real_root}"] + (
+            ["verifier.epochs=1"] if base["verifier"]["name"] == "discriminator" else [])
     else:
         scale = ["replicates=20"]
     for i, point in enumerate(sweep_points(preset)):
@@ -231,11 +232,11 @@ def test_sweep_points_cover_each_value():
 
 # ----- the README's first command, as a user runs it (real MNIST, default sizes) ------------------------------
 @pytest.mark.slow
-def test_default_command_gains_over_generation_0(tmp_path):
+def test_default_command_gains_over_generation_0(tmp_path, real_root):
     """`python train.py` (two generations of it): test NELBO and FID of generations 1 and 2 beat generation 0."""
     from .conftest import read_rows, run_train
 
-    p = run_train("generations=2", f"hydra.run.dir={tmp_path}", "progress=false", timeout=3000)
+    p = run_train("generations=2", f"hydra.run.dir={tmp_path}", f"data.root={real_root}", "progress=false", timeout=3000)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(tmp_path)
     for g in (1, 2):
@@ -244,10 +245,11 @@ def test_default_command_gains_over_generation_0(tmp_path):
 
 
 @pytest.mark.slow
-def test_unfiltered_retraining_at_the_default_size_loses_recall_and_fid(tmp_path):
+def test_unfiltered_retraining_at_the_default_size_loses_recall_and_fid(tmp_path, real_root):
     from .conftest import read_rows, run_train
 
-    p = run_train("policy=replace", "verifier=none", "generations=3", f"hydra.run.dir={tmp_path}", "progress=false",
+    p = run_train("policy=replace", "verifier=none", "generations=3", f"hydra.run.dir={tmp_path}",
+                  f"data.root={real_root}", "progress=false",
                   timeout=3000)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(tmp_path)

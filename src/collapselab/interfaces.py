@@ -33,8 +33,27 @@ class Generator(Protocol):
 
 
 @runtime_checkable
+class ImageGenerator(Generator, Protocol):
+    """What the MNIST study also calls: labelled images [N, 1, 28, 28] for labels 0..9.
+
+    Images may be binary or continuous (a synthetic set is stored losslessly either way). Optional, for the
+    likelihood metrics (null without them): ``batch_nelbo(x, y, rng) -> Tensor [N]`` (``test_nelbo``) and
+    ``decode_mean(y, rng) -> Tensor [N, 1, 28, 28]`` (``fid_mean``).
+    """
+
+    conditional: bool  # False: labels carry no meaning (verifiers then score max_c p(c | x))
+
+    def sample(self, n: int, rng: torch.Generator) -> Batch:
+        """n class-balanced samples: x [n, 1, 28, 28], y [n] (labels 0..9 in turn)."""
+
+    def decode(self, y: Tensor, rng: torch.Generator) -> Tensor:
+        """One image per label y [N]: x [N, 1, 28, 28]."""
+
+
+@runtime_checkable
 class Verifier(Protocol):
-    """Judges candidates. Built with ``study=`` (the running study: its data, device, nets) plus YAML kwargs.
+    """Judges candidates. Built from its YAML kwargs plus the parts its signature names among those the
+    study offers (``data``, ``device``; on MNIST also ``nets``, ``conditional_model``, ``progress``).
 
     Two modes, told by ``keep_fraction``:
     - ``None``: per-sample verdicts, ``__call__(x, y, rng) -> bool`` shaped like y; the study draws until
@@ -43,7 +62,8 @@ class Verifier(Protocol):
       quota / keep_fraction candidates per group and keeps each group's top scores.
     Optional: ``fits_on_synthetic = True`` with ``fit_due() -> bool`` and ``fit(real, fake, rng)`` for a
     verifier trained on real vs the current generator's samples each generation (``fit_size`` real
-    samples); ``state_dict`` / ``load_state_dict`` for what must survive a resume.
+    samples); ``prepare()`` for opening work (fetching a network); ``state_dict`` / ``load_state_dict`` for
+    what must survive a resume.
     """
 
     keep_fraction: float | None
@@ -79,8 +99,10 @@ class Policy(Protocol):
 
 @runtime_checkable
 class Study(Protocol):
-    """Binds data, generator, verifier and metrics (the Evaluator) for the loop. Built as
-    ``<cfg.study>(cfg, device)``; every config value it reads is checked in its constructor."""
+    """Which data, generator, evaluator and defaults a generator brings, wired for the loop. Built as
+    ``<cfg.study>(cfg, device, policy)``: it checks every config value it reads and builds its parts (data,
+    evaluator, the verifier with the parts it offers) without writing or training anything. An optional
+    ``prepare()`` does the opening work (loading files, training networks) once the checks have passed."""
 
     headline: tuple[str, ...]  # metrics shown in the end-of-run table and the progress bar
     real: Batch  # generation 0's training set
@@ -91,7 +113,7 @@ class Study(Protocol):
         """Train the verifier for this generation when it learns from the current generator."""
 
     def draw(self, model: Generator, generation: int, rng: torch.Generator, rng_verify: torch.Generator):
-        """(synthetic Batch, sampling.Collected) for this generation."""
+        """(synthetic Batch, sampling.Collected): candidates from ``rng``, verifier coins from ``rng_verify``."""
 
     def evaluate(self, model: Generator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         """The study's metrics of one generation (None where a metric does not apply)."""
@@ -104,7 +126,8 @@ class Study(Protocol):
 
     def load_verifier_state(self, state: dict | None) -> None: ...
 
-    def pack_synthetic(self, batch: Batch) -> dict: ...
+    def pack_synthetic(self, batch: Batch) -> dict:
+        """A synthetic set as plain tensors, lossless (resume of an accumulating run re-reads it)."""
 
     def unpack_synthetic(self, state: dict) -> Batch: ...
 

@@ -28,7 +28,7 @@ from collapselab.device import native_bf16, resolve_device
 from collapselab.loop import run
 from collapselab.policies import build_policy
 from collapselab.studies import build_study
-from collapselab.verifiers.mnist import DiscriminatorVerifier
+from collapselab.verifiers.discriminator import DiscriminatorVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmark")
@@ -50,8 +50,8 @@ def timed(fn, device: torch.device) -> tuple[object, float]:
 def throughput(task, device: torch.device, bf16: bool, n_train: int, n_sample: int) -> dict[str, float]:
     """samples/s of VAE training, sampling, verifier scoring and discriminator training at one precision."""
     task.gen_node = {**task.gen_node, "bf16": bf16}
-    idx = class_balanced_indices(task.mnist.train_y, n_train, torch.Generator().manual_seed(0))
-    train = Batch(binarize(task.mnist.train_x[idx]).to(device), task.mnist.train_y[idx].to(device))
+    idx = class_balanced_indices(task.data.mnist.train_y, n_train, torch.Generator().manual_seed(0))
+    train = Batch(binarize(task.data.mnist.train_x[idx]).to(device), task.data.mnist.train_y[idx].to(device))
     model = task.new_generator(1)
     model.epochs, model.patience, model.min_steps = 2, 10**9, 0
     _, dt = timed(lambda: model.fit(train, torch.Generator(device=device).manual_seed(0)), device)
@@ -62,7 +62,7 @@ def throughput(task, device: torch.device, bf16: bool, n_train: int, n_sample: i
     if task.verifier is not None and task.verifier.keep_fraction is not None and not isinstance(
             task.verifier, DiscriminatorVerifier):
         _, dt = timed(lambda: task.verifier.score(batch.x, batch.y), device)
-        out[f"{task.verifier_name} scoring"] = n_sample / dt
+        out[f"{task.verifier.__class__.__name__} scoring"] = n_sample / dt
     disc = DiscriminatorVerifier(device, epochs=1, bf16=bf16, progress=False)
     real = (train.x, train.y)
     _, dt = timed(lambda: disc.fit(real, (batch.x[:n_train], batch.y[:n_train]), g), device)
@@ -100,6 +100,7 @@ def main() -> None:
         cfg = OmegaConf.to_container(compose("config", overrides=a.overrides + ["progress=false"]), resolve=True)
     device = resolve_device(cfg["device"])
     task = build_study(cfg, device, build_policy(cfg))
+    task.prepare()  # MNIST and the cached networks
     configured = "bf16" if task.bf16 else "fp32"
     log.info("device %s, torch %s, %d CPU threads, native bf16: %s, generator.bf16=%s -> %s", device,
              torch.__version__, torch.get_num_threads(), native_bf16(device), cfg["generator"]["bf16"],
@@ -111,9 +112,11 @@ def main() -> None:
         for k in fp32:
             log.info("%-26s %12.0f %12.0f %7.2fx", k, fp32[k], bf16[k], bf16[k] / fp32[k])
     log.info("\none generation of: python train.py %s", " ".join(a.overrides))
-    settings = [("", cfg)] if a.precision == "config" else [
-        ("fp32", {**cfg, "generator": {**cfg["generator"], "bf16": False}}),
-        ("bf16", {**cfg, "generator": {**cfg["generator"], "bf16": True}})]
+    def at(bf16: bool) -> dict:  # the generator and (where it has the key) the verifier at one precision
+        verifier = {**cfg["verifier"], "bf16": bf16} if "bf16" in cfg["verifier"] else cfg["verifier"]
+        return {**cfg, "generator": {**cfg["generator"], "bf16": bf16}, "verifier": verifier}
+
+    settings = [("", cfg)] if a.precision == "config" else [("fp32", at(False)), ("bf16", at(True))]
     for label, c in settings:
         report(one_generation(c), label or configured)
 

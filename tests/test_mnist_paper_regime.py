@@ -12,7 +12,7 @@ from collapselab import device as D
 from collapselab.data.mnist import balanced_counts, class_balanced_indices
 from collapselab.errors import ConfigError, DataError
 from collapselab.generators.vae import VAEGenerator
-from collapselab.verifiers.mnist import DiscriminatorMLP, DiscriminatorVerifier
+from collapselab.verifiers.discriminator import DiscriminatorMLP, DiscriminatorVerifier
 
 from .conftest import options, CONF, compose_cfg, run_cfg
 from .test_mnist_loop import tiny

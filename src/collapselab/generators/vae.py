@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batch import Batch
-from ..config import require_choice, require_int, require_number
+from ..config import check_bool, check_choice, check_int, check_number
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from ..device import bf16_autocast, native_bf16, resolve_bf16
-from ..errors import ConfigError
 from ..training import train_minibatch
 
 log = logging.getLogger(__name__)
@@ -104,18 +103,15 @@ class VAEGenerator:
                  sampling: str = "bernoulli", lr_schedule: str = "constant", min_steps: int = 0) -> None:
         """Keyword arguments are conf/generator/vae.yaml's keys (checked here, each error naming its key);
         ``device`` and ``progress`` come from the study."""
-        v = {"generator": dict(arch=arch, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr,
-                               patience=patience, sampling=sampling, lr_schedule=lr_schedule, min_steps=min_steps,
-                               val_fraction=val_fraction)}
-        require_choice(v, "generator.arch", ("conv", "mlp"))
-        for key, lo in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1), ("min_steps", 0)):
-            require_int(v, f"generator.{key}", lo)
-        require_number(v, "generator.lr", 0.0, lo_open=True)
-        require_number(v, "generator.val_fraction", 0.0, 0.5)
-        require_choice(v, "generator.sampling", ("bernoulli", "threshold"))
-        require_choice(v, "generator.lr_schedule", ("constant", "onecycle"))
-        if not isinstance(conditional, bool):
-            raise ConfigError(f"generator.conditional={conditional!r} is invalid: choose true or false")
+        check_choice("generator.arch", arch, ("conv", "mlp"))
+        for key, v, lo in (("latent_dim", latent_dim, 1), ("epochs", epochs, 1), ("batch_size", batch_size, 1),
+                           ("patience", patience, 1), ("min_steps", min_steps, 0)):
+            check_int(f"generator.{key}", v, lo)
+        check_number("generator.lr", lr, 0.0, lo_open=True)
+        check_number("generator.val_fraction", val_fraction, 0.0, 0.5)
+        check_choice("generator.sampling", sampling, ("bernoulli", "threshold"))
+        check_choice("generator.lr_schedule", lr_schedule, ("constant", "onecycle"))
+        check_bool("generator.conditional", conditional)
         if bf16 is True and not native_bf16(device):
             log.warning("generator.bf16=true on a %s without native bf16: it runs emulated (slow); "
                         "generator.bf16=auto turns it on only where it is fast", device.type)

@@ -24,7 +24,7 @@ from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..sampling import Collected, collect  # noqa: E402
 from . import check_float64_study  # noqa: E402
-from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
+from ..verifiers.linear import unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
 

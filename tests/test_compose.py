@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from collapselab.errors import ConfigError
-from collapselab.interfaces import Generator
+from collapselab.interfaces import Generator, ImageGenerator
 from collapselab.loop import check_config
 
 from .conftest import CONF, compose_cfg, options, run_cfg
@@ -17,6 +17,7 @@ def test_groups_are_complete():
     assert {"linear"} <= set(options("generator"))
     assert {"none", "oracle", "noisy_oracle"} <= set(options("verifier"))
     assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate"}
+    assert set(options("debug")) == {"mnist", "linear", "gaussian"}
 
 
 MNIST_ONLY = {"classifier", "discriminator"}
@@ -40,7 +41,14 @@ def test_every_option_composes_and_instantiates(fake_root, generator, verifier, 
     _, built_policy, study = check_config(cfg)
     assert built_policy.name == policy and (study.verifier is None) == (verifier == "none" or (
         generator == "vae" and not built_policy.filters))
-    assert isinstance(study.new_generator(0), Generator)
+    assert isinstance(study.new_generator(0), ImageGenerator if generator == "vae" else Generator)
+
+
+@pytest.mark.parametrize("debug", options("debug"))
+def test_each_debug_config_runs_its_study_at_test_size(tmp_path, fake_root, debug):
+    rows = run_cfg([f"debug={debug}", "generations=1"] + ([f"data.root={fake_root}"] if debug == "mnist" else []),
+                   tmp_path)
+    assert [r["generation"] for r in rows] == [0, 1] and compose_cfg([f"debug={debug}"])["progress"] is False
 
 
 @pytest.mark.slow

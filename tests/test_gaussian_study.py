@@ -8,7 +8,7 @@ from collapselab.errors import ConfigError
 
 from .conftest import options, compose_cfg, read_rows, run_cfg, strip_wall
 
-GAUSS = ["generator=gaussian", "samples_every=0", "keep_synthetic=false"]
+GAUSS = ["debug=gaussian"]  # conf/debug/gaussian.yaml
 
 
 def within(row: dict, metric: str, k: float = 3.0) -> bool:

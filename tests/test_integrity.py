@@ -13,7 +13,7 @@ from collapselab.runguard import RunDirBusy, RunInterrupted, critical, run_lock,
 
 from .conftest import ROOT, read_rows, run_cfg, run_train, strip_wall, train_cmd
 
-LIN = ["generator=linear", "replicates=20", "samples_every=0"]
+LIN = ["debug=linear"]  # conf/debug/linear.yaml
 
 
 def tmp_files(run_dir: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from collapselab.loop import run
 
 from .conftest import compose_cfg, read_rows, run_cfg, run_train, strip_wall, train_cmd, ROOT
 
-FAST = ["generator=linear", "replicates=20", "progress=false", "samples_every=0"]  # pictures: their own tests
+FAST = ["debug=linear"]  # conf/debug/linear.yaml: 20 chains, no pictures (they have their own tests)
 
 
 def test_run_dir_layout(tmp_run):
@@ -160,9 +160,7 @@ def test_train_py_reports_errors_without_a_traceback(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("study", [
     ["generator=linear", "replicates=300"], ["generator=gaussian", "replicates=2000"],
-    ["generator=vae", "data.source=fake", "data.root={root}", "data.n_real=100", "data.eval_samples=300",
-     "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1",
-     "generator.min_steps=0", "verifier=discriminator", "verifier.train_size=300", "verifier.epochs=1"]],
+    ["debug=mnist", "data.root={root}", "verifier=discriminator", "verifier.train_size=300", "verifier.epochs=1"]],
     ids=["linear", "gaussian", "mnist"])
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, study):
     study = [a.format(root=tmp_path / "data") for a in study]

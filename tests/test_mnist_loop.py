@@ -11,9 +11,8 @@ from .conftest import compose_cfg, options, read_rows, run_cfg, run_train, strip
 
 
 def tiny(root: Path) -> list[str]:
-    return ["generator=vae", "data.source=fake", f"data.root={root}", "data.n_real=100", "data.eval_samples=300",
-            "data.pr_samples=100", "policy.n_synthetic=100", "generator.epochs=2", "generator.patience=1", "generator.min_steps=0",
-            "progress=false"]
+    """conf/debug/mnist.yaml (fake MNIST at test size) on a data root that caches its fake networks."""
+    return ["debug=mnist", f"data.root={root}"]
 
 
 def permissive(verifier: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""The MNIST study in the paper's regime: precision (bf16), verifier sizes, the conditional discriminator,
-unused verifiers, the decoder-mean FID, and every preset running one generation (slow)."""
+"""The MNIST study: its defaults (the paper's regime), precision (bf16), verifier sizes, the conditional
+discriminator, unused verifiers, the decoder-mean FID, every preset for one generation and the README's
+first command (slow, real MNIST)."""
 import itertools
 import json
 import math

@@ -1,6 +1,5 @@
-"""Unit tests on tiny tensors: collect, the policies, each generator, the centre verifier, the builder."""
+"""The generators on tiny data, the centre verifier, the builder and the one minibatch trainer."""
 import math
-import re
 
 import pytest
 import torch
@@ -10,89 +9,15 @@ from collapselab.components import build
 from collapselab.errors import ConfigError, RunError
 from collapselab.generators.linear import LinearGenerator
 from collapselab.generators.vae import VAEGenerator
-from collapselab.interfaces import Generator, Policy as PolicyProtocol
-from collapselab.policies import Policy, VerifyPolicy, build_policy
-from collapselab.sampling import collect
+from collapselab.interfaces import Generator
 from collapselab.studies.gaussian import GaussianGenerator
 from collapselab.verifiers.linear import CenterVerifier
-
-from .conftest import options, compose_cfg
 
 
 def g(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-# ----- collect ---------------------------------------------------------------------------------------------
-def counter_proposer():
-    """Candidates y = 0, 1, 2, ... in draw order, per chain and group: x is the index as well."""
-    state = {"next": 0}
-
-    def propose(m, rng):
-        y = torch.arange(state["next"], state["next"] + m, dtype=torch.float64).expand(2, 3, m).clone()
-        state["next"] += m
-        return y.unsqueeze(-1), y
-    return propose
-
-
-def test_collect_keeps_the_first_accepted_in_draw_order():
-    quota = torch.tensor([[2, 1, 3], [3, 2, 1]])  # every chain has the same total (Collected is [R, K])
-    col = collect(counter_proposer(), lambda x, y, r: (y % 2 == 0), quota, g())
-    assert col.y.shape == (2, 6)
-    assert col.y[0].tolist() == [0, 2, 0, 0, 2, 4]  # group 0: two evens, group 1: one, group 2: three
-    assert col.y[1].tolist() == [0, 2, 4, 0, 2, 0] and (col.accepted <= col.proposed).all()
-    assert torch.equal(col.x.squeeze(-1), col.y)
-
-
-def test_collect_without_a_verifier_accepts_everything_and_counts():
-    col = collect(counter_proposer(), None, torch.full((2, 3), 4), g())
-    assert col.y[0, :4].tolist() == [0, 1, 2, 3]
-    assert float(col.accept_rate[0]) == 1.0
-
-
-def test_collect_gives_up_with_the_rate_and_the_hint():
-    with pytest.raises(RunError, match=r"acceptance rate 0\.0000.*widen it"):
-        collect(counter_proposer(), lambda x, y, r: y < 0, torch.full((2, 3), 2), g(), max_factor=5, hint="widen it")
-
-
-# ----- policies --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", options("policy"))
-def test_each_policy_builds_the_training_set(name):
-    policy = build_policy(compose_cfg([f"policy={name}"]))
-    assert isinstance(policy, PolicyProtocol) and policy.name == name
-    real, s1, s2 = (Batch(torch.full((1, k, 2), float(v)), torch.full((1, k), float(v))) for v, k in ((0, 3), (1, 2), (2, 2)))
-    out = policy.next_training_set(real, s2, [s1] if policy.keeps_history else [], g())
-    accumulates = name.endswith("accumulate")
-    expected = ([0.0] * 3 + [1.0] * 2 if accumulates else []) + [2.0] * 2
-    assert out.y[0].tolist() == expected and out.x.shape == (1, len(expected), 2)
-    assert policy.filters == name.startswith("verify") and policy.keeps_history == accumulates
-
-
-def test_policies_declare_their_closed_form_and_sizes():
-    replace, verify, acc = (build_policy(compose_cfg([f"policy={n}"])) for n in ("replace", "verify", "accumulate"))
-    assert replace.theory(verified=True) == "replace" and verify.theory(verified=True) == "verify"
-    assert verify.theory(verified=False) == "replace"  # a filter without a verifier is unfiltered retraining
-    assert acc.theory(verified=False) is None and Policy(name="base").theory(verified=False) == "replace"
-    grown = VerifyPolicy(name="v", n_synthetic=7, growth=3)
-    assert grown.theory(verified=True) is None and [grown.synthetic_size(t, 100) for t in (1, 2, 3)] == [7, 10, 13]
-    assert acc.largest_training_set(10, 5, generations=3) == 25 and replace.largest_training_set(10, 5, 3) == 10
-
-
-def test_a_new_policy_reports_no_closed_form_unless_it_declares_one():
-    class Mine(Policy):
-        closed_form = None
-    assert Mine(name="mine").theory(verified=True) is None
-
-
-@pytest.mark.parametrize("kwargs,message", [({"n_synthetic": 0}, "policy.n_synthetic=0"), ({"growth": -1}, "policy.growth=-1"),
-                                            ({"max_candidates_factor": 0.5}, "policy.max_candidates_factor=0.5"),
-                                            ({"name": ""}, "policy.name=''")])
-def test_policy_keys_are_checked_by_the_policy(kwargs, message):
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        VerifyPolicy(**{"name": "verify", **kwargs})
-
-
-# ----- generators ------------------------------------------------------------------------------------------
 def test_linear_generator_recovers_theta_and_proposes_shapes():
     d, R = 3, 4
     dirs = torch.eye(d, dtype=torch.float64)

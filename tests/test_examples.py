@@ -94,3 +94,9 @@ def test_custom_policy_runs_by_its_documented_command(tmp_path):
                   env={"PYTHONPATH": str(EXAMPLES / "custom_policy")})
     assert p.returncode == 0, p.stderr[-3000:]
     assert [r["n_train"] for r in read_rows(run_dir)] == [100, 25 + 800, 25 + 800]
+
+
+def test_no_verifier_module_sees_the_study():
+    """Verifiers get parts (data, nets, device) by their signatures; none names or calls back into a study."""
+    hits = [p.name for p in (ROOT / "src" / "collapselab" / "verifiers").glob("*.py") if "study" in p.read_text().lower()]
+    assert hits == []

@@ -4,6 +4,8 @@ first command (slow, real MNIST)."""
 import itertools
 import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +257,45 @@ def test_unfiltered_retraining_at_the_default_size_loses_recall_and_fid(tmp_path
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(tmp_path)
     assert rows[3]["recall"] < rows[1]["recall"] and rows[3]["fid"] > rows[1]["fid"], rows
+
+
+# ----- the net cache: one training per network on a shared data root ------------------------------------------
+def _fetch_in_a_process(cache_dir: str, log_file: str) -> None:
+    import collapselab.nets as nets
+    from collapselab.data.mnist import fake_mnist
+
+    def slow_train(spec, data, device, progress=True):  # stands in for minutes of training
+        with open(log_file, "a") as f:
+            f.write("trained\n")
+        time.sleep(1.0)
+        return nets.SmallCNN(spec.widths, spec.feat), 0.5
+
+    nets.train_net = slow_train
+    nets.get_net(nets.EVALUATOR, fake_mnist(), Path(cache_dir), torch.device("cpu"), progress=False)
+
+
+def test_parallel_jobs_on_one_data_root_train_a_network_once(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_fetch_in_a_process, args=(str(tmp_path / "nets"), str(tmp_path / "log")))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert (tmp_path / "log").read_text().splitlines() == ["trained"]  # the others waited, then loaded its file
+
+
+def test_an_unreadable_cached_network_is_moved_aside_not_deleted(tmp_path, caplog):
+    import collapselab.nets as nets
+    from collapselab.data.mnist import fake_mnist
+
+    spec = nets.NetSpec("probe", (4, 4, 4), 8, 100, seed=1, epochs=1)
+    path = tmp_path / f"{spec.key(fake_mnist().key)}.pt"
+    path.write_bytes(b"not a checkpoint")
+    net, _ = nets.get_net(spec, fake_mnist(), tmp_path, torch.device("cpu"), progress=False)
+    assert path.exists() and (tmp_path / (path.name + ".unreadable")).read_bytes() == b"not a checkpoint"
+    assert "moved to" in caplog.text
+    nets._MEMO.pop(spec.key(fake_mnist().key))

@@ -1,0 +1,88 @@
+"""Reading back a run directory: which generations are finished, the stored config, what resume continues from."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .checkpoint import gen_dir, load_torch, read_metrics, write_metrics
+from .config import diff_configs, flatten
+from .errors import RunError
+from .interfaces import Policy
+
+log = logging.getLogger("collapselab")
+
+CHECKPOINT = "checkpoint.pt"
+SYNTHETIC = "synthetic.pt"
+
+
+def finished_generations(run_dir: Path, keeps_history: bool = False) -> list[dict]:
+    """Rows of generations 0..k that are finished: a metrics row and a readable checkpoint (and, when the
+    policy accumulates, a readable synthetic set), contiguous from 0. An unreadable file is moved aside
+    (``<name>.unreadable``) with a warning, and its generation counts as unfinished."""
+    rows = []
+    for i, row in enumerate(read_metrics(run_dir)):
+        files = [gen_dir(run_dir, i) / CHECKPOINT] + ([gen_dir(run_dir, i) / SYNTHETIC] if keeps_history and i else [])
+        if row.get("generation") != i or not all(p.exists() for p in files) or not all(_readable(p) for p in files):
+            break
+        rows.append(row)
+    return rows
+
+
+def _readable(path: Path) -> bool:
+    """Load ``path``; if that fails, move it aside and warn (generation 0 cannot be redone from anything)."""
+    try:
+        load_torch(path)
+        return True
+    except Exception as e:  # noqa: BLE001 - a truncated zip, a bad pickle, an I/O error: all mean unreadable
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        if path.parent.name == "gen_000" and path.name == CHECKPOINT:
+            raise RunError(f"cannot resume: {path} is unreadable ({reason}); generation 0 holds the run's "
+                           "config and first model, so start the run again in a new hydra.run.dir") from None
+        aside = path.with_name(path.name + ".unreadable")
+        os.replace(path, aside)
+        log.warning("%s is unreadable (%s): moved to %s; its generation and later ones will be redone",
+                    path, reason, aside.name)
+        return False
+
+
+def check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
+    stored = load_torch(gen_dir(run_dir, 0) / CHECKPOINT)["config"]
+    diff = diff_configs(stored, cfg)
+    if diff:
+        a, b = flatten(stored), flatten(cfg)
+        detail = "; ".join(f"{k}: stored {a.get(k, '<missing>')!r}, now {b.get(k, '<missing>')!r}" for k in diff)
+        raise RunError(
+            f"{run_dir} holds a run with a different config ({len(diff)} key(s) differ: {detail}). "
+            "Resume it with the stored values, or start a new run with a different hydra.run.dir."
+        )
+    if not cfg.get("resume", True):
+        raise RunError(
+            f"{run_dir} already holds {n_done} finished generation(s) and resume=false refuses to overwrite them. "
+            "Use resume=true to continue it, or a new hydra.run.dir to start over."
+        )
+
+
+def resume(run_dir: Path, cfg: dict, study, policy: Policy) -> tuple[list[dict], object, list]:
+    """(finished rows, the last finished generator, earlier synthetic sets) of a run dir; empty for a new run."""
+    rows = finished_generations(run_dir, policy.keeps_history)
+    if not rows:
+        write_metrics(run_dir, [])
+        return rows, None, []
+    check_stored_config(run_dir, cfg, len(rows))
+    write_metrics(run_dir, rows)  # drop a torn or unfinished tail
+    last = len(rows) - 1
+    ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
+    prev_model = study.new_generator(last)
+    prev_model.load_state_dict(ckpt["generator"])
+    study.load_verifier_state(ckpt.get("verifier"))
+    history = []
+    if policy.keeps_history:
+        for t in range(1, last + 1):
+            path = gen_dir(run_dir, t) / SYNTHETIC
+            if not path.exists():
+                raise RunError(f"cannot resume: {path} is missing and policy={policy.name} needs every earlier "
+                               "synthetic set; start a new run (new hydra.run.dir)")
+            history.append(study.unpack_synthetic(load_torch(path)))
+    log.info("resuming %s after generation %d", run_dir, last)
+    return rows, prev_model, history

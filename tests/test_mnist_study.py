@@ -271,6 +271,7 @@ def _fetch_in_a_process(cache_dir: str, log_file: str) -> None:
         return nets.SmallCNN(spec.widths, spec.feat), 0.5
 
     nets.train_net = slow_train
+    nets._MEMO.clear()  # a forked child inherits the parent's networks in memory: start from the disk cache
     nets.get_net(nets.EVALUATOR, fake_mnist(), Path(cache_dir), torch.device("cpu"), progress=False)
 
 

@@ -1,4 +1,4 @@
-"""Closed-form predictions for verified retraining in linear regression (PAPER.md, sections 2-4).
+"""Closed-form predictions for verified retraining in linear regression (docs/theory.md; the paper's sections 2-4).
 
 Notation: sigma is the label noise, sigma_c = sigma * sqrt(2/pi) the verifier's slack, r its radius.
 """
@@ -16,7 +16,7 @@ def _phi(t: np.ndarray) -> np.ndarray:
 
 
 def truncated_normal_moments(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m1, m2, m3) of N(0,1) truncated to [a, b]: mean, variance and m3 = -2 * lambda (PAPER.md)."""
+    """(m1, m2, m3) of N(0,1) truncated to [a, b]: mean, variance and m3 = -2 * lambda (docs/theory.md)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     pa, pb = _phi(a), _phi(b)
@@ -90,7 +90,7 @@ def replace_growth(dim: int, n_synthetic: int, sigma: float = 1.0, design: str =
     return dim * sigma**2 / (n_synthetic - dim - 1)
 
 
-# ----- the Gaussian toy model (one mean, optionally one variance; PAPER.md Appendix A) --------------------
+# ----- the Gaussian toy model (one mean, optionally one variance; docs/theory.md) --------------------
 def gaussian_variance(generation: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
                       fit_variance: bool = True) -> float:
     """E[var_t] under `replace`: generation 0 fits the MLE variance on n_real real samples, every later

@@ -1,4 +1,4 @@
-"""The Gaussian toy model of collapse (PAPER.md Appendix A), added through the seam alone.
+"""The Gaussian toy model of collapse (docs/theory.md; the paper's Appendix A), added through the seam alone.
 
 A 1-D Gaussian N(mu*, sigma^2) is refitted, generation after generation, from n samples of the previous
 fit: its mean by the sample mean and (unless ``generator.fit_variance=false``) its variance by the MLE.

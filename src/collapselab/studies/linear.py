@@ -1,4 +1,4 @@
-"""The linear-regression study (PAPER.md sections 2-4), batched over `replicates` chains."""
+"""The linear-regression study (docs/theory.md; the paper's sections 2-4), batched over `replicates` chains."""
 from __future__ import annotations
 
 import logging

@@ -57,6 +57,17 @@ def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) ->
     return subprocess.run(train_cmd(*overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
 
 
+FILTERING = ("verify", "verify_accumulate", "mix", "fresh")  # policies whose YAML draws through the verifier
+
+
+def n_train_after_one(policy: str, synthetic: int, real: int, sized: bool = False) -> int:
+    """Generation 1's training set at the policies' defaults; ``sized``: policy.n_synthetic is set (mix at
+    real_fraction 0.5 then adds as many real samples; unset, it splits the default size in two)."""
+    if policy == "mix":
+        return 2 * synthetic if sized else synthetic
+    return synthetic + (real if policy in ("accumulate", "verify_accumulate", "fresh") else 0)
+
+
 def options(group: str) -> list[str]:
     """Every option of a config group (one YAML file each)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))

@@ -7,7 +7,7 @@ from collapselab.errors import ConfigError
 from collapselab.interfaces import Generator, ImageGenerator
 from collapselab.loop import check_config
 
-from .conftest import CONF, compose_cfg, options, run_cfg
+from .conftest import CONF, compose_cfg, n_train_after_one, options, run_cfg
 
 
 LINEAR_VERIFIERS = {"none", "oracle", "noisy_oracle"}
@@ -16,7 +16,8 @@ LINEAR_VERIFIERS = {"none", "oracle", "noisy_oracle"}
 def test_groups_are_complete():
     assert {"linear"} <= set(options("generator"))
     assert {"none", "oracle", "noisy_oracle"} <= set(options("verifier"))
-    assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate"}
+    assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate", "mix", "fresh",
+                                      "accumulate_subsample"}
     assert set(options("debug")) == {"mnist", "linear", "gaussian"}
 
 
@@ -65,8 +66,7 @@ def test_linear_compositions_run_one_generation(tmp_path: Path, verifier, policy
     assert [r["generation"] for r in rows] == [0, 1]
     assert rows[1]["param_error"] > 0
     n = 800 if design == "singular" else 100
-    expected = n + (100 if policy in ("accumulate", "verify_accumulate") else 0)
-    assert rows[1]["n_train"] == expected
+    assert rows[1]["n_train"] == n_train_after_one(policy, n, 100)
 
 
 def test_generator_linear_selects_its_data_and_verifier():

@@ -27,6 +27,8 @@ LEGIT = {
        for kind in ("negative", "zero", "huge")},
     **{(k, "huge"): "a large scale or bound is a valid setting"
        for k in ("data.noise_std", "data.std", "verifier.radius", "policy.max_candidates_factor", "generator.lr")},
+    ("verifier.temperature", "zero"): "softmax at temperature 0 is top",
+    ("verifier.temperature", "huge"): "a large temperature is a uniform subsample",
 }
 
 STUDIES = {
@@ -35,6 +37,9 @@ STUDIES = {
     "mnist-classifier": ["verifier=classifier", "verifier.train_size=500"],
     "mnist-discriminator": ["verifier=discriminator"],
     "mnist-oracle": ["verifier=noisy_oracle"],
+    "gaussian-mix": ["generator=gaussian", "policy=mix"],
+    "linear-fresh": ["generator=linear", "policy=fresh"],
+    "mnist-accumulate_subsample": ["verifier=discriminator", "policy=accumulate_subsample", "policy.filter=true"],
 }
 
 

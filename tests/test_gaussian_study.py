@@ -6,7 +6,7 @@ import pytest
 from collapselab import theory
 from collapselab.errors import ConfigError
 
-from .conftest import options, compose_cfg, read_rows, run_cfg, strip_wall
+from .conftest import FILTERING, compose_cfg, n_train_after_one, options, read_rows, run_cfg, strip_wall
 
 GAUSS = ["debug=gaussian"]  # conf/debug/gaussian.yaml
 
@@ -26,8 +26,8 @@ def test_gaussian_compositions_run_one_generation(tmp_path: Path, verifier, poli
         return
     rows = run_cfg(args, tmp_path)
     assert [r["generation"] for r in rows] == [0, 1]
-    assert rows[1]["n_train"] == 100 + (100 if policy.endswith("accumulate") else 0)
-    assert (rows[1]["accept_rate"] is None) == (verifier == "none" or not policy.startswith("verify"))
+    assert rows[1]["n_train"] == n_train_after_one(policy, 100, 100)
+    assert (rows[1]["accept_rate"] is None) == (verifier == "none" or policy not in FILTERING)
     assert rows[1]["variance"] > 0 and rows[1]["param_error"] > 0
 
 
@@ -104,3 +104,26 @@ def test_pictures(tmp_path):
     assert (tmp_path / "gen_000" / "samples.png").stat().st_size > 1000
     assert (tmp_path / "gen_001" / "samples.png").stat().st_size > 1000
     assert len(read_rows(tmp_path)) == 2
+
+
+# ----- mix and fresh: the fixed points of docs/theory.md, checked by Monte Carlo --------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", [["policy=mix"], ["policy=mix", "policy.real_fraction=0.1"],
+                                    ["policy=mix", "policy.real_fraction=0.8", "policy.n_synthetic=60"],
+                                    ["policy=fresh"], ["policy=fresh", "policy.n_fresh=20"]],
+                         ids=["mix-0.5", "mix-0.1", "mix-0.8-repeats", "fresh", "fresh-20"])
+def test_mix_and_fresh_follow_their_closed_forms(tmp_path, policy):
+    rows = run_cfg(["generator=gaussian", "verifier=none", "replicates=2000", "generations=50", "samples_every=0",
+                    "progress=false"] + policy, tmp_path)
+    for t in (10, 25, 50):
+        assert within(rows[t], "variance") and within(rows[t], "param_error"), rows[t]
+    summary = __import__("json").loads((tmp_path / "summary.json").read_text())
+    stationary = summary["theory_stationary_variance"]
+    assert abs(rows[50]["theory_variance"] - stationary) < 1e-6  # generation 50 is at the fixed point
+    assert abs(rows[50]["variance"] - stationary) <= 3 * rows[50]["variance_se"]
+    assert rows[50]["variance"] > 0.95  # where replace has collapsed below 0.7 (test_replace_follows_the_closed_forms)
+
+
+def test_a_filtering_mix_reports_no_closed_form(tmp_path):
+    rows = run_cfg(GAUSS + ["policy=mix", "verifier=oracle", "generations=2"], tmp_path)
+    assert rows[2]["theory_variance"] is None and rows[2]["accept_rate"] is not None

@@ -7,7 +7,7 @@ import torch
 
 from collapselab.errors import ConfigError
 
-from .conftest import compose_cfg, options, read_rows, run_cfg, run_train, strip_wall
+from .conftest import FILTERING, compose_cfg, n_train_after_one, options, read_rows, run_cfg, run_train, strip_wall
 
 
 def tiny(root: Path) -> list[str]:
@@ -45,10 +45,9 @@ def _check_one_generation(tmp_path, fake_root, verifier: str, policy: str) -> No
     for k in ("fid", "precision", "recall", "label_accuracy", "class_entropy", "test_nelbo", "verifier_agreement"):
         assert g1[k] is not None, k
     assert 0 <= g1["class_entropy"] <= 2.3026
-    n = 100 + (100 if policy in ("accumulate", "verify_accumulate") else 0)
-    assert g1["n_train"] == n
+    assert g1["n_train"] == n_train_after_one(policy, 100, 100, sized=True)
     assert (tmp_path / "gen_001" / "samples.png").exists()
-    if verifier != "none" and policy.startswith("verify"):
+    if verifier != "none" and policy in FILTERING:
         assert (tmp_path / "gen_001" / "verdicts.png").exists()
 
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from collapselab.metrics.features import class_entropy, frechet_distance, precision_recall
 from collapselab.verifiers.base import apply_reliability
-from collapselab.verifiers.mnist import (ClassifierVerifier, DiscriminatorVerifier, JudgeVerifier, pool_size,
-                                         rank_select)
+from collapselab.sampling import pool_size, rank_select
+from collapselab.verifiers.mnist import ClassifierVerifier, DiscriminatorVerifier, JudgeVerifier
 
 
 class FixedNet(nn.Module):

@@ -1,9 +1,10 @@
-"""collect: draw candidates until every group has its quota (hand-made proposers)."""
+"""collect: draw candidates until every group has its quota (hand-made proposers); select: keep a share of a
+scored pool (top, softmax, drs)."""
 import pytest
 import torch
 
-from collapselab.errors import RunError
-from collapselab.sampling import collect
+from collapselab.errors import ConfigError, RunError
+from collapselab.sampling import check_selection, collect, rank_select, select
 
 
 def g(seed: int = 0) -> torch.Generator:
@@ -39,3 +40,50 @@ def test_collect_without_a_verifier_accepts_everything_and_counts():
 def test_collect_gives_up_with_the_rate_and_the_hint():
     with pytest.raises(RunError, match=r"acceptance rate 0\.0000.*widen it"):
         collect(counter_proposer(), lambda x, y, r: y < 0, torch.full((2, 3), 2), g(), max_factor=5, hint="widen it")
+
+
+# ----- select: one implementation of top / softmax / drs for every ranking verifier ------------------------------
+def test_softmax_at_temperature_zero_is_top_and_keeps_the_quota():
+    scores = torch.randn(3, 50, generator=g(1))
+    quota = torch.tensor([5, 10, 0])
+    top = rank_select(scores, quota)
+    assert torch.equal(select(scores, quota, "softmax", 0.0, g(2)), top)
+    assert torch.equal(select(scores, quota, "softmax", 1e-9, g(2)), top)  # a vanishing temperature: the top
+    soft = select(scores, quota, "softmax", 1.0, g(2))
+    assert soft.sum(1).tolist() == [5, 10, 0] and not torch.equal(soft, top)
+    assert torch.equal(soft, select(scores, quota, "softmax", 1.0, g(2)))  # seeded by the verify stream
+
+
+def test_softmax_keeps_in_proportion_to_exp_score_over_temperature():
+    """One pick from two candidates with scores 0 and log 3: the second is kept 3/4 of the time (Luce's rule);
+    at temperature 2 it is sqrt(3) / (1 + sqrt(3))."""
+    scores = torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]]).expand(20000, 2)
+    quota = torch.ones(20000, dtype=torch.long)
+    for t, p in ((1.0, 0.75), (2.0, 3 ** 0.5 / (1 + 3 ** 0.5))):
+        share = select(scores, quota, "softmax", t, g(3))[:, 1].double().mean()
+        assert abs(float(share) - p) < 0.015, (t, share)
+
+
+def test_a_large_temperature_keeps_more_diversity_than_top():
+    """Two modes, one scored higher: top keeps only the favoured mode; softmax at a large temperature keeps both
+    in about their pool shares (the recall that prototype collapse loses)."""
+    mode = torch.arange(1000) % 2  # candidates alternate between mode 0 and mode 1
+    scores = (mode.double() * 2.0 + 0.1 * torch.randn(1000, generator=g(4), dtype=torch.float64)).view(1, -1)
+    quota = torch.tensor([100])
+    top = select(scores, quota, "top")
+    warm = select(scores, quota, "softmax", 100.0, g(5))
+    assert mode[top[0]].float().mean() == 1.0
+    assert 0.35 < float(mode[warm[0]].float().mean()) < 0.65
+
+
+def test_drs_is_a_density_ratio_draw_and_needs_a_discriminator():
+    logits = torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]]).expand(20000, 2)
+    share = select(logits, torch.ones(20000, dtype=torch.long), "drs", 123.0, g(6))[:, 1].double().mean()
+    assert abs(float(share) - 0.75) < 0.015  # D/(1-D) = e^logit: 3 to 1, whatever the temperature key
+    assert check_selection("drs", 1.0, density_ratio=True) == ("drs", 1.0)
+    with pytest.raises(ConfigError, match="verifier.selection=drs accepts in proportion to D/"):
+        check_selection("drs", 1.0)
+    with pytest.raises(ConfigError, match="verifier.selection='best' is invalid: choose one of top, softmax, drs"):
+        check_selection("best", 1.0)
+    with pytest.raises(ConfigError, match="verifier.temperature=-1"):
+        check_selection("softmax", -1)

@@ -34,6 +34,26 @@ class Batch:
         d = self.sample_dim
         return Batch(self.x.index_select(d, idx), self.y.index_select(d, idx))
 
+    def subsample(self, k: int, rng: torch.Generator) -> "Batch":
+        """k samples per chain drawn uniformly without replacement (each chain its own draw), in random order."""
+        n = len(self)
+        if k > n:
+            raise ValueError(f"cannot subsample {k} of {n} samples without replacement")
+        lead = tuple(self.y.shape[:-1])
+        keys = torch.rand(*lead, n, generator=rng, device=rng.device)
+        idx = keys.argsort(dim=-1)[..., :k].to(self.y.device)
+        if not lead:
+            return self.take(idx)
+        feat = tuple(self.x.shape[len(lead) + 1:])
+        idx_x = idx.view(*lead, k, *([1] * len(feat))).expand(*lead, k, *feat)
+        return Batch(self.x.gather(len(lead), idx_x), self.y.gather(len(lead), idx))
+
+    def repeat_to(self, k: int, rng: torch.Generator) -> "Batch":
+        """k samples per chain: every sample k // n times, plus a uniform subsample of k % n of them."""
+        whole, rest = divmod(k, len(self))
+        parts = [self] * whole + ([self.subsample(rest, rng)] if rest else [])
+        return Batch.cat(parts) if parts else self.take(self.y.new_zeros(0, dtype=torch.long))
+
     @staticmethod
     def cat(batches: list["Batch"]) -> "Batch":
         """Concatenate along the sample axis."""

@@ -59,7 +59,9 @@ class Verifier(Protocol):
     - ``None``: per-sample verdicts, ``__call__(x, y, rng) -> bool`` shaped like y; the study draws until
       every group has its quota of accepted candidates;
     - a float in (0, 1]: ranking, ``score(x, y) -> float`` shaped like y; the study draws
-      quota / keep_fraction candidates per group and keeps each group's top scores.
+      quota / keep_fraction candidates per group and keeps quota of each by the verifier's ``selection``
+      (``top``, the default; ``softmax`` with ``temperature``; ``drs`` when ``density_ratio = True``, the
+      score being log D/(1-D)): ``collapselab.sampling.select``, validated by ``sampling.check_selection``.
     Optional: ``fits_on_synthetic = True`` with ``fit_due() -> bool`` and ``fit(real, fake, rng)`` for a
     verifier trained on real vs the current generator's samples each generation (``fit_size`` real
     samples); ``prepare()`` for opening work (fetching a network); ``state_dict`` / ``load_state_dict`` for

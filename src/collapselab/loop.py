@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .checkpoint import SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_failed, write_json
-from .config import validate_common
+from .config import get, validate_common
 from .device import resolve_device
 from .errors import ConfigError
 from .interfaces import Policy
@@ -52,7 +52,8 @@ def _generation(study, policy: Policy, t: int, prev_model, history: list, rng: d
             study.prepare_verifier(prev_model, t)
         with clock("draw_s"):
             synthetic, col = study.draw(prev_model, t, rng["sample"], rng["verify"])
-        train = policy.next_training_set(study.real, synthetic, history, rng["policy"])
+        real = study.fresh_real(t, policy.n_fresh) if policy.fresh else study.real
+        train = policy.next_training_set(real, synthetic, history, rng["policy"])
     model = study.new_generator(t)
     with clock("fit_s"):
         fit_stats = model.fit(train, rng["train"])
@@ -75,7 +76,12 @@ def check_config(cfg: dict, device: str | None = None):
     validate_common(cfg)
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
-    return dev, policy, build_study(cfg, dev, policy)
+    study = build_study(cfg, dev, policy)
+    if policy.fresh and not hasattr(study, "fresh_real"):
+        raise ConfigError(f"policy={policy.name} needs fresh real data each generation, which "
+                          f"generator={get(cfg, 'generator.name')}'s study does not offer (no fresh_real): "
+                          "use another policy")
+    return dev, policy, study
 
 
 def run(cfg: dict, run_dir: str | Path) -> dict:

@@ -8,7 +8,7 @@ import torch
 
 # Named streams keep the draws of one stage independent of how much another stage consumed.
 STREAMS = {"data": 0, "init": 1, "train": 2, "sample": 3, "verify": 4, "eval": 5, "verifier_fit": 6, "center": 7,
-           "policy": 8}
+           "policy": 8, "fresh": 9}
 
 
 def derive_seed(seed: int, generation: int, stream: str) -> int:

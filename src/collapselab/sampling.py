@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .errors import RunError
+from .config import check_choice, check_number
+from .errors import ConfigError, RunError
 
 # propose(m, rng) -> (x broadcastable to [R, G, m, *feat], y [R, G, m]); verify(x, y, rng) -> bool [R, G, m]
 Propose = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -101,3 +102,51 @@ def collect(
     y = torch.cat(kept_y)[order]
     K = int(quota[0].sum())
     return Collected(x.reshape(R, K, *x.shape[1:]), y.reshape(R, K), drawn.sum(1), n_acc.sum(1), *first)
+
+
+# ----- ranking verifiers: keep quota[g] of each group's pool by score (one implementation for all) ------------
+SELECTIONS = ("top", "softmax", "drs")
+
+
+def check_selection(selection: str, temperature: float, density_ratio: bool = False) -> tuple[str, float]:
+    """Validated ``verifier.selection`` / ``verifier.temperature``. ``density_ratio``: the verifier's score is
+    log D/(1-D) of a real-vs-synthetic discriminator (what ``drs`` needs)."""
+    selection = check_choice("verifier.selection", selection, SELECTIONS)
+    temperature = check_number("verifier.temperature", temperature, 0.0)
+    if selection == "drs" and not density_ratio:
+        raise ConfigError("verifier.selection=drs accepts in proportion to D/(1-D), a discriminator's density ratio; "
+                          "this verifier's score is not one: use verifier.selection=softmax (or top)")
+    return selection, temperature
+
+
+def rank_select(scores: Tensor, quota: Tensor) -> Tensor:
+    """scores [G, M] -> bool [G, M] selecting the top quota[g] of each row (ties broken by position)."""
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
+    return ranks < quota.view(-1, 1)
+
+
+def select(scores: Tensor, quota: Tensor, selection: str = "top", temperature: float = 1.0,
+           rng: torch.Generator | None = None) -> Tensor:
+    """scores [G, M] -> bool [G, M] keeping quota[g] candidates of each group.
+
+    ``top``: the highest scores. ``softmax``: a Plackett-Luce (Bradley-Terry / Luce choice) draw without
+    replacement, each pick with probability proportional to exp(score / temperature), done exactly by the
+    Gumbel-top-k trick (scores / T + Gumbel noise, then the top); temperature 0 is ``top``, a large one a
+    uniform subsample. ``drs``: the same draw at temperature 1 on a discriminator's logit, so a candidate is
+    picked in proportion to D/(1-D) = p_data/p_model (discriminator rejection sampling, without replacement).
+    The noise comes from ``rng`` (the run's verify stream).
+    """
+    if selection == "top" or (selection == "softmax" and temperature == 0.0):
+        return rank_select(scores, quota)
+    t = 1.0 if selection == "drs" else float(temperature)
+    u = torch.rand(scores.shape, generator=rng, device=rng.device if rng is not None else "cpu",
+                   dtype=torch.float64).to(scores.device)
+    gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))
+    return rank_select(scores.double() / t + gumbel, quota)
+
+
+def pool_size(quota: int, keep_fraction: float) -> int:
+    """Candidates to draw per group so that the kept ``keep_fraction`` holds ``quota``."""
+    return int(math.ceil(quota / keep_fraction - 1e-9))

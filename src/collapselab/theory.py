@@ -108,3 +108,51 @@ def gaussian_param_error(generation: int, n_real: int, n_synthetic: int, sigma: 
     (sigma^2/n) sum_(s=0..t) ((n-1)/n)^s; with a known variance, sigma^2/n + t sigma^2/m."""
     return float(sigma**2 / n_real + sum(gaussian_variance(s - 1, n_real, n_synthetic, sigma, fit_variance)
                                          for s in range(1, generation + 1)) / n_synthetic)
+
+
+def gaussian_mixed(generations: int, n_real: int, n_synthetic: int, n_real_share: int, sigma: float = 1.0,
+                   fit_variance: bool = True, fresh: bool = False) -> list[tuple[float, float]]:
+    """(E[(mu_t - mu*)^2], E[var_t]) for t = 0..generations when every training set after generation 0 holds
+    ``n_real_share`` real samples beside ``n_synthetic`` unfiltered synthetic ones (docs/theory.md).
+
+    ``fresh=False`` (`mix`): the real share is drawn from the fixed real set of ``n_real`` each generation
+    (k // n copies of it plus a uniform subsample of k % n); ``fresh=True`` (`fresh`): new samples of the truth.
+    With p = k/N, q = m/N (N = k + m), the error D of mu_t about the real share's centre (the real set's mean,
+    or mu* when fresh) and V = E[var_t] follow the affine recursion
+        D' = p^2 c + q^2 (D + V/m),
+        V' = p (S - c) + (q - q^2/m) V + p q (c + D),
+    where c is the variance of the real share's mean about that centre and S - c its expected MLE variance.
+    """
+    n, k, m, s2 = int(n_real), int(n_real_share), int(n_synthetic), float(sigma) ** 2
+    N = k + m
+    p, q = k / N, m / N
+    if fresh:
+        base, c, S, D = 0.0, s2 / k, s2, s2 / n
+    else:
+        b = k % n
+        base, c, S, D = s2 / n, ((b / k) ** 2 * s2 * (n - b) / (n * b) if b else 0.0), s2 * (n - 1) / n, 0.0
+    V = s2 * (n - 1) / n if fit_variance else s2
+    out = [(base + D, V)]
+    for _ in range(generations):
+        D, V = (p * p * c + q * q * (D + V / m),
+                p * (S - c) + (q - q * q / m) * V + p * q * (c + D) if fit_variance else s2)
+        out.append((base + D, V))
+    return out
+
+
+def gaussian_mixed_stationary(n_real: int, n_synthetic: int, n_real_share: int, sigma: float = 1.0,
+                              fit_variance: bool = True, fresh: bool = False) -> tuple[float, float]:
+    """The fixed point of ``gaussian_mixed``'s recursion: (param error, variance) as t -> infinity."""
+    n, k, m, s2 = int(n_real), int(n_real_share), int(n_synthetic), float(sigma) ** 2
+    N = k + m
+    p, q = k / N, m / N
+    if fresh:
+        base, c, S = 0.0, s2 / k, s2
+    else:
+        b = k % n
+        base, c, S = s2 / n, ((b / k) ** 2 * s2 * (n - b) / (n * b) if b else 0.0), s2 * (n - 1) / n
+    if not fit_variance:
+        return base + (p * p * c + q * q * s2 / m) / (1 - q * q), s2
+    A = np.array([[1 - q * q, -q * q / m], [-p * q, 1 - q + q * q / m]])
+    D, V = np.linalg.solve(A, np.array([p * p * c, p * (S - c) + p * q * c]))
+    return float(base + D), float(V)

@@ -185,10 +185,38 @@ class MNISTData:
         return load_mnist(self.root, self.source)
 
     @cached_property
+    def real_indices(self) -> Tensor:
+        """Which training images generation 0's real set holds (class balanced, seeded)."""
+        return class_balanced_indices(self.mnist.train_y, self.n_real, make_rng(self.seed, 0, "data"))
+
+    @cached_property
     def real(self) -> Batch:
         """Generation 0's training set: n_real binarised images, class balanced, x [n, 1, 28, 28], y [n]."""
-        idx = class_balanced_indices(self.mnist.train_y, self.n_real, make_rng(self.seed, 0, "data"))
+        return self._images(self.real_indices)
+
+    def _images(self, idx: Tensor) -> Batch:
         return Batch(binarize(self.mnist.train_x[idx]).to(self.device), self.mnist.train_y[idx].to(self.device))
+
+    def check_fresh(self, n: int, generations: int) -> None:
+        """Fresh draws of n images a generation must not run out of unused training images."""
+        need = self.n_real + n * generations
+        if need > self.n_train:
+            raise ConfigError(f"policy.n_fresh={n} over generations={generations} needs {need} distinct training "
+                              f"images with data.n_real={self.n_real}; MNIST has {self.n_train}: use a smaller "
+                              "policy.n_fresh or fewer generations")
+
+    @cached_property
+    def _fresh_order(self) -> Tensor:
+        """The training images not in the real set, in one seeded order (generation t takes the t-th block)."""
+        unused = torch.ones(len(self.mnist.train_y), dtype=torch.bool)
+        unused[self.real_indices] = False
+        pool = torch.nonzero(unused).squeeze(1)
+        return pool[torch.randperm(len(pool), generator=make_rng(self.seed, 0, "fresh"))]
+
+    def fresh(self, generation: int, n: int) -> Batch:
+        """n training images never used before (neither in the real set nor an earlier generation's fresh set),
+        uniform over the unused pool; the same images for the same (seed, generation)."""
+        return self._images(self._fresh_order[(generation - 1) * n:generation * n])
 
     def draw_real(self, n: int, rng: torch.Generator) -> Batch:
         """n binarised real training images, class balanced (water-filled past the smallest class)."""

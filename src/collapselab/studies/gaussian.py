@@ -103,6 +103,11 @@ class GaussianStudy:
     def new_generator(self, generation: int) -> GaussianGenerator:
         return build(self.gen_node, "generator", replicates=self.replicates, noise_std=self.sigma, device=self.device)
 
+    def fresh_real(self, generation: int, n: int | None) -> Batch:
+        """n (None: data.n_real) new samples of the truth per chain for generation ``generation``."""
+        return make_gaussian_data(n or self.n_real, self.mu_star, self.sigma, self.replicates,
+                                  make_rng(self.seed, generation, "fresh"), self.device).real
+
     def prepare_verifier(self, model: GaussianGenerator, generation: int) -> None:
         """The interval does not train."""
 
@@ -132,13 +137,25 @@ class GaussianStudy:
         form = self.policy.theory(verified=self.verifier is not None)
         if generation == 0 or form == "replace":
             return (theory.gaussian_param_error(generation, n, m, s, fv), theory.gaussian_variance(generation, n, m, s, fv))
+        if form in ("mix", "fresh"):
+            return theory.gaussian_mixed(generation, n, m, self._real_share(), s, fv, fresh=form == "fresh")[-1]
         if generation == 1 and form == "verify" and self.theory_applies and not fv and self.reliability == 1.0:
             risk = theory.one_round_risk([math.sqrt(n)], [self.bias], self.radius, s, self.n_synthetic)
             return risk, s**2
         return None, (s**2 if not fv else None)
 
+    def _real_share(self) -> int:
+        """Real samples in a training set after generation 0 (mix: its share; fresh: n_fresh)."""
+        if self.policy.fresh:
+            return self.policy.n_fresh or self.n_real
+        return self.policy.real_count(self.n_synthetic)
+
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": self.sigma**2 / self.n_real}
+        form = self.policy.theory(verified=self.verifier is not None)
+        if form in ("mix", "fresh"):
+            out["theory_stationary_param_error"], out["theory_stationary_variance"] = theory.gaussian_mixed_stationary(
+                self.n_real, self.n_synthetic, self._real_share(), self.sigma, self.fit_variance, fresh=form == "fresh")
         if (self.policy.theory(verified=self.verifier is not None) == "verify" and self.theory_applies
                 and not self.fit_variance):
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)

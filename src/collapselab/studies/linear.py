@@ -46,7 +46,7 @@ class LinearStudy:
         if self.n_real < self.dim:
             raise ConfigError(f"data.n_real={self.n_real} is below data.dim={self.dim}: OLS on the real data needs n_real >= dim")
         self.sigma = require_number(cfg, "data.noise_std", 0.0, lo_open=True)
-        theta_star = require_number(cfg, "data.theta_star")
+        self.theta_star = theta_star = require_number(cfg, "data.theta_star")
         self.design = require_choice(cfg, "generator.design", ("singular", "gaussian"))
         self.policy = policy
         self.replicates = int(cfg["replicates"])
@@ -83,6 +83,13 @@ class LinearStudy:
     def new_generator(self, generation: int) -> LinearGenerator:
         return build(self.gen_node, "generator", directions=self.data.directions, noise_std=self.sigma,
                      replicates=self.replicates)
+
+    def fresh_real(self, generation: int, n: int | None) -> Batch:
+        """n (None: data.n_real) new pairs of the truth for generation ``generation``: a new Gaussian design
+        (shared by the chains, like the real one) and new noise per chain."""
+        fresh = make_linear_data(self.dim, n or self.n_real, self.sigma, self.theta_star, self.replicates,
+                                 make_rng(self.seed, generation, "fresh"))
+        return fresh.real.to(self.device)
 
     def prepare_verifier(self, model: LinearGenerator, generation: int) -> None:
         """Linear verifiers do not train."""

@@ -22,8 +22,8 @@ from ..errors import ConfigError
 from ..interfaces import Policy, load_state, state_of
 from ..nets import EVALUATOR, JUDGE, NetCache
 from ..rng import make_rng
-from ..sampling import Collected, collect
-from ..verifiers.mnist import label_scores, pool_size, rank_select
+from ..sampling import Collected, collect, pool_size, select
+from ..verifiers.mnist import label_scores
 from .mnist_eval import MNISTEvaluator, save_samples
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class MNISTStudy:
         if self.n_synthetic < N_CLASSES:
             raise ConfigError(f"policy.n_synthetic={self.n_synthetic} is too small: a class-balanced set needs at "
                               "least 10 images (one per class)")
+        if policy.fresh:
+            self.data.check_fresh(policy.n_fresh or self.data.n_real, int(cfg["generations"]))
         self.nets = NetCache(self.data, device, self.progress)
         self.evaluate_metrics = MNISTEvaluator(self.nets, self.data, device,
                                                require_int(cfg, "data.eval_samples", 20, hi=MAX_IMAGES),
@@ -100,6 +102,10 @@ class MNISTStudy:
         q[0, : n % N_CLASSES] += 1
         return q
 
+    def fresh_real(self, generation: int, n: int | None) -> Batch:
+        """n (None: data.n_real) training images never used before, for generation ``generation``."""
+        return self.data.fresh(generation, n or self.data.n_real)
+
     def new_generator(self, generation: int):
         return build(self.gen_node, "generator", device=self.device, progress=self.progress)
 
@@ -114,12 +120,14 @@ class MNISTStudy:
         fake_y = real.y[torch.randperm(len(real), generator=rng, device=rng.device).to(self.device)]
         v.fit((real.x, real.y), (model.decode(fake_y, rng), fake_y), rng)
 
-    def _rank(self, model, quota: torch.Tensor, rng: torch.Generator) -> Collected:
-        """Draw quota / keep_fraction candidates per class and keep each class's top scores."""
-        m = pool_size(int(quota.max()), self.verifier.keep_fraction)
+    def _rank(self, model, quota: torch.Tensor, rng: torch.Generator, rng_verify: torch.Generator) -> Collected:
+        """Draw quota / keep_fraction candidates per class and keep quota of each by the verifier's selection
+        (its top scores, or a softmax / D/(1-D) draw whose noise comes from the verify stream)."""
+        v = self.verifier
+        m = pool_size(int(quota.max()), v.keep_fraction)
         x, y = model.propose(m, rng)
-        scores = self.verifier.score(x.reshape(-1, *IMAGE_SHAPE), y.reshape(-1)).view(N_CLASSES, m)
-        sel = rank_select(scores, quota[0])
+        scores = v.score(x.reshape(-1, *IMAGE_SHAPE), y.reshape(-1)).view(N_CLASSES, m)
+        sel = select(scores, quota[0], getattr(v, "selection", "top"), getattr(v, "temperature", 1.0), rng_verify)
         return Collected(x=x[0][sel].unsqueeze(0), y=y[0][sel].unsqueeze(0), proposed=torch.tensor([N_CLASSES * m]),
                          accepted=sel.sum().view(1).cpu(), first_x=x[0].reshape(-1, *IMAGE_SHAPE),
                          first_y=y[0].reshape(-1), first_mask=sel.reshape(-1))
@@ -131,7 +139,7 @@ class MNISTStudy:
         quota = self.quota(generation)
         v = self.verifier  # None when the policy does not filter (see _build_verifier)
         if v is not None and v.keep_fraction is not None:
-            col = self._rank(model, quota, rng)
+            col = self._rank(model, quota, rng, rng_verify)
         else:
             def verify(x: torch.Tensor, y: torch.Tensor, _rng: torch.Generator) -> torch.Tensor:
                 R, G, m = y.shape

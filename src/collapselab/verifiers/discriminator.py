@@ -40,14 +40,18 @@ class DiscriminatorMLP(nn.Module):
 
 
 class DiscriminatorVerifier:
-    """Trained on real vs current samples; ranks candidates by logit and keeps the per-class top fraction."""
+    """Trained on real vs current samples; ranks candidates by logit and keeps a per-class fraction
+    (``selection``: the top, a softmax draw, or in proportion to D/(1-D); sampling.select)."""
 
     fits_on_synthetic = True  # fit(real, fake, rng) is called before a draw when fit_due()
+    density_ratio = True  # score() is log D/(1-D), an estimate of log p_data / p_model
 
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
                  lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True,
-                 fit_size: int = 60000, refit: str = "every_generation") -> None:
+                 fit_size: int = 60000, refit: str = "every_generation", selection: str = "top",
+                 temperature: float = 1.0) -> None:
         self.device, self.keep_fraction = device, keep_fraction
+        self.selection, self.temperature = selection, temperature
         self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
         self.fit_size, self.refit = fit_size, refit
         self.n_cond = N_CLASSES if conditional else 0

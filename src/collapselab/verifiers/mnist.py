@@ -18,6 +18,7 @@ from ..data.mnist import MNISTData
 from ..device import resolve_bf16
 from ..errors import ConfigError
 from ..nets import JUDGE, NetCache, NetSpec, SmallCNN, classifier_spec, predict, predict_logits
+from ..sampling import check_selection
 from .base import apply_reliability
 from .discriminator import DiscriminatorVerifier
 
@@ -49,9 +50,11 @@ class ClassifierVerifier:
     """
 
     def __init__(self, nets: NetCache, spec: NetSpec, conditional: bool, threshold: float = 0.9,
-                 keep_fraction: float | None = None, bf16: bool = False) -> None:
+                 keep_fraction: float | None = None, bf16: bool = False, selection: str = "top",
+                 temperature: float = 1.0) -> None:
         self.nets, self.spec, self.conditional, self.bf16 = nets, spec, conditional, bf16
         self.threshold, self.keep_fraction = threshold, keep_fraction
+        self.selection, self.temperature = selection, temperature  # how a ranked pool is kept (sampling.select)
         self.net: SmallCNN | None = None
         self.test_accuracy: float | None = None
 
@@ -97,19 +100,6 @@ class JudgeVerifier:
         return apply_reliability(own, self.reliability, rng)
 
 
-def rank_select(scores: Tensor, quota: Tensor) -> Tensor:
-    """scores [G, M] -> bool [G, M] selecting the top quota[g] of each row (ties broken by position)."""
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order))
-    return ranks < quota.view(-1, 1)
-
-
-def pool_size(quota: int, keep_fraction: float) -> int:
-    """Candidates to draw per class so that the top ``keep_fraction`` holds ``quota``."""
-    return int(math.ceil(quota / keep_fraction - 1e-9))
-
-
 # ----- built from conf/verifier/*.yaml (``_target_``) with the parts their signatures name ----------------
 def _keep_fraction(keep_fraction: float | None) -> float | None:
     return None if keep_fraction is None else check_number("verifier.keep_fraction", keep_fraction, 0.0, 1.0,
@@ -118,30 +108,38 @@ def _keep_fraction(keep_fraction: float | None) -> float | None:
 
 def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device: torch.device,
                threshold: float = 0.9, keep_fraction: float | None = 0.1, train_size: int | None = None,
-               bf16: bool | str = "auto") -> ClassifierVerifier:
+               bf16: bool | str = "auto", selection: str = "top", temperature: float = 1.0) -> ClassifierVerifier:
     """A classifier trained (and cached) on ``train_size`` real images, scoring the label's log-odds."""
     threshold = check_number("verifier.threshold", threshold, 0.0, 1.0)
     kf = _keep_fraction(keep_fraction)
+    selection, temperature = check_selection(selection, temperature)
+    if kf is None and selection != "top":
+        raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
+                          "verifier.keep_fraction (null means a per-candidate threshold)")
     n = data.check_train_size("verifier.train_size", train_size)
     return ClassifierVerifier(nets, classifier_spec(n), conditional_model, threshold=threshold, keep_fraction=kf,
-                              bf16=resolve_bf16(bf16, device, key="verifier.bf16"))
+                              bf16=resolve_bf16(bf16, device, key="verifier.bf16"), selection=selection,
+                              temperature=temperature)
 
 
 def discriminator(data: MNISTData, device: torch.device, conditional_model: bool, progress: bool = True,
                   keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,
-                  refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto") -> DiscriminatorVerifier:
+                  refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto", selection: str = "top",
+                  temperature: float = 1.0) -> DiscriminatorVerifier:
     """The paper's real-vs-synthetic MLP, ranked per class; trained on real vs current samples every generation (or once)."""
     n = data.check_train_size("verifier.train_size", train_size)
     refit = check_choice("verifier.refit", refit, ("every_generation", "once"))
     kf = _keep_fraction(keep_fraction)
     if kf is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
+    selection, temperature = check_selection(selection, temperature, density_ratio=True)
     if check_bool("verifier.conditional", conditional) and not conditional_model:
         raise ConfigError("verifier.conditional=true needs labelled samples: it does not fit "
                           "generator.conditional=false (use verifier.conditional=false)")
     return DiscriminatorVerifier(device, keep_fraction=kf, epochs=check_int("verifier.epochs", epochs, 1),
                                  conditional=conditional, bf16=resolve_bf16(bf16, device, key="verifier.bf16"),
-                                 progress=progress, fit_size=n, refit=refit)
+                                 progress=progress, fit_size=n, refit=refit, selection=selection,
+                                 temperature=temperature)
 
 
 def _judge_only(radius: float | None, bias: float | None) -> None:

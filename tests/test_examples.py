@@ -70,30 +70,32 @@ def test_custom_generator_drops_into_the_mnist_study(tmp_path):
 
 
 def test_custom_policy_plugs_in(tmp_path, monkeypatch):
-    """A policy from outside the package (a fixed real share): seeded by its own stream, no closed form claimed."""
+    """A policy from outside the package (a sliding window of synthetic sets): no closed form claimed, resumable."""
     monkeypatch.syspath_prepend(str(EXAMPLES / "custom_policy"))
-    base = [f"hydra.searchpath=[file://{EXAMPLES / 'custom_policy' / 'conf'}]", "generator=linear", "policy=mix_real",
-            "generations=4", "replicates=200", "samples_every=0", "keep_synthetic=false"]
+    base = [f"hydra.searchpath=[file://{EXAMPLES / 'custom_policy' / 'conf'}]", "generator=linear", "policy=window",
+            "generations=4", "replicates=200", "samples_every=0", "verifier=none"]
     rows = run_cfg(base, tmp_path / "a")
     replace = run_cfg(["generator=linear", "policy=replace", "verifier=none", "generations=4", "replicates=200",
                        "samples_every=0", "keep_synthetic=false"], tmp_path / "r")
-    assert [r["n_train"] for r in rows] == [100] + [50 + 800] * 4  # half the real set + 100 per direction
+    assert [r["n_train"] for r in rows] == [100, 800] + [1600] * 3  # 100 per direction, this set and the last
     assert all(r["theory_param_error"] is None for r in rows[1:])  # the study asks the policy, not its flags
-    assert rows[4]["param_error"] < 0.6 * replace[4]["param_error"]  # the real share holds the chain
-    again = run_cfg(base, tmp_path / "b")
+    assert rows[4]["param_error"] < 0.85 * replace[4]["param_error"]  # two sets a fit: a slower random walk
+    (tmp_path / "a" / "metrics.jsonl").write_text("".join(
+        line + "\n" for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[:3]))
+    again = run_cfg(base, tmp_path / "a")  # resumes after generation 2 from the stored synthetic sets
     assert [r["param_error"] for r in again] == [r["param_error"] for r in rows]
 
 
 @pytest.mark.slow
 def test_custom_policy_runs_by_its_documented_command(tmp_path):
-    """README: PYTHONPATH=examples/custom_policy python train.py hydra.searchpath=[...] policy=mix_real ..."""
-    assert names_in_package("mix_real", "MixRealPolicy") == []
+    """README: PYTHONPATH=examples/custom_policy python train.py hydra.searchpath=[...] policy=window ..."""
+    assert names_in_package("window.WindowPolicy", "WindowPolicy") == []
     run_dir = tmp_path / "run"
-    p = run_train("hydra.searchpath=[file://examples/custom_policy/conf]", "generator=linear", "policy=mix_real",
-                  "policy.real_fraction=0.25", "generations=2", "progress=false", f"hydra.run.dir={run_dir}",
+    p = run_train("hydra.searchpath=[file://examples/custom_policy/conf]", "generator=linear", "policy=window",
+                  "policy.window=3", "generations=3", "progress=false", f"hydra.run.dir={run_dir}",
                   env={"PYTHONPATH": str(EXAMPLES / "custom_policy")})
     assert p.returncode == 0, p.stderr[-3000:]
-    assert [r["n_train"] for r in read_rows(run_dir)] == [100, 25 + 800, 25 + 800]
+    assert [r["n_train"] for r in read_rows(run_dir)] == [100, 800, 1600, 2400]
 
 
 def test_no_verifier_module_sees_the_study():

@@ -45,7 +45,7 @@ def test_every_option_composes_and_instantiates(fake_root, generator, verifier, 
     assert isinstance(study.new_generator(0), ImageGenerator if generator == "vae" else Generator)
 
 
-@pytest.mark.parametrize("debug", ["linear", "gaussian"])  # debug=mnist: test_one_mnist_generation_end_to_end
+@pytest.mark.parametrize("debug", ["linear", "gaussian"])  # debug=mnist: test_vae_compositions_run_one_generation (slow)
 def test_each_debug_config_runs_its_study_at_test_size(tmp_path, debug):
     rows = run_cfg([f"debug={debug}", "generations=1"], tmp_path)
     assert [r["generation"] for r in rows] == [0, 1] and compose_cfg([f"debug={debug}"])["progress"] is False

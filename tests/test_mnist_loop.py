@@ -25,14 +25,8 @@ def permissive(verifier: str) -> list[str]:
     return []
 
 
-def test_one_mnist_generation_end_to_end(tmp_path, fake_root):
-    """The default composition (classifier, verify) for one generation on fake data; the rest are slow tests."""
-    _check_one_generation(tmp_path, fake_root, "classifier", "verify")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("verifier,policy", [
-    (v, p) for v in options("verifier") for p in options("policy") if (v, p) != ("classifier", "verify")])
+@pytest.mark.parametrize("verifier,policy", [(v, p) for v in options("verifier") for p in options("policy")])
 def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, policy):
     _check_one_generation(tmp_path, fake_root, verifier, policy)
 

@@ -104,7 +104,7 @@ def test_discriminator_learns_and_ranks_by_logit():
     g = torch.Generator().manual_seed(0)
     real = (torch.rand(600, 1, 28, 28, generator=g) < 0.1).float()
     fake = (torch.rand(600, 1, 28, 28, generator=g) < 0.5).float()
-    d = DiscriminatorVerifier(torch.device("cpu"), keep_fraction=0.5, epochs=30, progress=False)
+    d = DiscriminatorVerifier(torch.device("cpu"), keep_fraction=0.5, epochs=3, batch_size=32, progress=False)
     labels = torch.zeros(600, dtype=torch.long)
     stats = d.fit((real, labels), (fake, labels), g)
     assert stats["discriminator_accuracy"] > 0.9

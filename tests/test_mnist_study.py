@@ -236,14 +236,13 @@ def test_sweep_points_cover_each_value():
 # ----- the README's first command, as a user runs it (real MNIST, default sizes) ------------------------------
 @pytest.mark.slow
 def test_default_command_gains_over_generation_0(tmp_path, real_root):
-    """`python train.py` (two generations of it): test NELBO and FID of generations 1 and 2 beat generation 0."""
+    """`python train.py` (its first generation, at the default sizes): test NELBO and FID beat generation 0."""
     from .conftest import read_rows, run_train
 
-    p = run_train("generations=2", f"hydra.run.dir={tmp_path}", f"data.root={real_root}", "progress=false", timeout=3000)
+    p = run_train("generations=1", f"hydra.run.dir={tmp_path}", f"data.root={real_root}", "progress=false", timeout=3000)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(tmp_path)
-    for g in (1, 2):
-        assert rows[g]["test_nelbo"] < rows[0]["test_nelbo"] and rows[g]["fid"] < rows[0]["fid"], rows[g]
+    assert rows[1]["test_nelbo"] < rows[0]["test_nelbo"] and rows[1]["fid"] < rows[0]["fid"], rows[1]
     assert rows[1]["n_train"] == 20000 and rows[1]["accept_rate"] == pytest.approx(0.1)
 
 
@@ -251,12 +250,14 @@ def test_default_command_gains_over_generation_0(tmp_path, real_root):
 def test_unfiltered_retraining_at_the_default_size_loses_recall_and_fid(tmp_path, real_root):
     from .conftest import read_rows, run_train
 
-    p = run_train("policy=replace", "verifier=none", "generations=3", f"hydra.run.dir={tmp_path}",
-                  f"data.root={real_root}", "progress=false",
-                  timeout=3000)
+    """Unfiltered `replace` at 20,000 a generation: generation 2 has lost recall and FID against generation 1
+    (docs/results/replace10: recall 0.110 -> 0.042, FID 495 -> 539, test NELBO 106.8 -> 110.5)."""
+    p = run_train("policy=replace", "verifier=none", "generations=2", f"hydra.run.dir={tmp_path}",
+                  f"data.root={real_root}", "progress=false", timeout=3000)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     rows = read_rows(tmp_path)
-    assert rows[3]["recall"] < rows[1]["recall"] and rows[3]["fid"] > rows[1]["fid"], rows
+    assert rows[2]["recall"] < rows[1]["recall"] and rows[2]["fid"] > rows[1]["fid"], rows
+    assert rows[2]["test_nelbo"] > rows[1]["test_nelbo"], rows
 
 
 # ----- the net cache: one training per network on a shared data root ------------------------------------------

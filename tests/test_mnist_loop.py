@@ -25,8 +25,13 @@ def permissive(verifier: str) -> list[str]:
     return []
 
 
+NEW_POLICIES = ("mix", "fresh", "accumulate_subsample")  # run with a ranking, a threshold and no verifier
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("verifier,policy", [(v, p) for v in options("verifier") for p in options("policy")])
+@pytest.mark.parametrize("verifier,policy", [
+    (v, p) for v in options("verifier") for p in options("policy")
+    if p not in NEW_POLICIES or v in ("none", "classifier", "oracle")])
 def test_vae_compositions_run_one_generation(tmp_path, fake_root, verifier, policy):
     _check_one_generation(tmp_path, fake_root, verifier, policy)
 
@@ -64,6 +69,32 @@ def test_keep_fraction_ranks_and_keeps_exactly_the_quota(tmp_path, fake_root):
                                       "verifier.train_size=500", "generations=1"], tmp_path)
     assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01)
     assert rows[1]["n_train"] == 100
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verifier", [["verifier=classifier", "verifier.train_size=500"],
+                                      ["verifier=discriminator", "verifier.train_size=300", "verifier.epochs=1"]],
+                         ids=["classifier", "discriminator"])
+def test_soft_selection_keeps_the_quota_and_differs_from_top(tmp_path, fake_root, verifier):
+    """selection=softmax (and drs for the discriminator) keeps quota per class from the same pool as top, but
+    not the same samples; temperature 0 is top exactly."""
+    import torch
+
+    from collapselab.checkpoint import load_torch
+
+    base = tiny(fake_root) + verifier + ["generations=1", "verifier.keep_fraction=0.25"]
+    kept = {}
+    extra = [["verifier.selection=softmax", "verifier.temperature=0"], ["verifier.selection=softmax"]]
+    if "verifier=discriminator" in verifier:
+        extra.append(["verifier.selection=drs"])
+    for i, sel in enumerate([[]] + extra):
+        rows = run_cfg(base + sel, tmp_path / str(i))
+        assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01) and rows[1]["n_train"] == 100
+        kept[i] = load_torch(tmp_path / str(i) / "gen_001" / "synthetic.pt")
+        assert torch.bincount(kept[i]["y"].long(), minlength=10).tolist() == [10] * 10  # per-class quotas kept
+    assert torch.equal(kept[0]["bits"], kept[1]["bits"])  # temperature 0: top
+    for i in range(2, len(kept)):
+        assert not torch.equal(kept[0]["bits"], kept[i]["bits"])
 
 
 @pytest.mark.slow

@@ -69,18 +69,18 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
         th = theory_line(jobs, label, metric)
         if th:
             ax.plot(list(th), list(th.values()), "k:", lw=1.5, zorder=5)
-        if metric == "param_error":  # theory overlay of the linear study
-            summ = [j.summary for j in jobs if j.label == label and j.summary]
-            stat = [s["theory_stationary_param_error"] for s in summ if s.get("theory_stationary_param_error")]
-            one = [s["theory_one_round_param_error"] for s in summ if s.get("theory_one_round_param_error")]
-            if stat:
-                ax.axhline(float(np.mean(stat)), color=c, ls="--", lw=1)
-            if one:
-                ax.plot([1], [float(np.mean(one))], marker="*", ms=12, color=c, mec="k")
+        summ = [j.summary for j in jobs if j.label == label and j.summary]
+        stat = [s[f"theory_stationary_{metric}"] for s in summ if s.get(f"theory_stationary_{metric}")]
+        one = [s[f"theory_one_round_{metric}"] for s in summ if s.get(f"theory_one_round_{metric}")]
+        if stat:  # the linear study's verified level; the Gaussian study's mix / fresh fixed point
+            ax.axhline(float(np.mean(stat)), color=c, ls="--", lw=1)
+        if one:
+            ax.plot([1], [float(np.mean(one))], marker="*", ms=12, color=c, mec="k")
     if any(theory_line(jobs, label, metric) for label in agg):
         ax.plot([], [], "k:", lw=1.5, label="theory (closed form)")
-    if metric == "param_error" and any(j.summary.get("theory_stationary_param_error") for j in jobs):
+    if any(j.summary.get(f"theory_stationary_{metric}") for j in jobs):
         ax.plot([], [], "k--", lw=1, label="theory: stationary level")
+    if any(j.summary.get(f"theory_one_round_{metric}") for j in jobs):
         ax.plot([], [], "k*", ms=10, label="theory: one round")
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)

@@ -121,7 +121,7 @@ def test_mix_and_fresh_follow_their_closed_forms(tmp_path, policy):
     stationary = summary["theory_stationary_variance"]
     assert abs(rows[50]["theory_variance"] - stationary) < 1e-6  # generation 50 is at the fixed point
     assert abs(rows[50]["variance"] - stationary) <= 3 * rows[50]["variance_se"]
-    assert rows[50]["variance"] > 0.95  # where replace has collapsed below 0.7 (test_replace_follows_the_closed_forms)
+    assert rows[50]["variance"] > 0.9  # where replace has collapsed below 0.7 (test_replace_follows_the_closed_forms)
 
 
 def test_a_filtering_mix_reports_no_closed_form(tmp_path):

@@ -171,7 +171,7 @@ MNIST_KILL = ["debug=mnist", "data.root={root}", "verifier=discriminator", "veri
          "gaussian-accumulate_subsample", "mnist-fresh", "mnist-verified-accumulate_subsample"])
 def test_sigkill_then_resume_gives_identical_metrics(tmp_path, study, policy):
     study = [a.format(root=tmp_path / "data") for a in study]
-    args = ["generations=25", f"policy={policy}", "progress=false", "samples_every=0"] + study
+    args = ["generations=12", f"policy={policy}", "progress=false", "samples_every=0"] + study
     ref = tmp_path / "ref"
     assert run_train(*args, f"hydra.run.dir={ref}").returncode == 0
     run_dir = tmp_path / "killed"

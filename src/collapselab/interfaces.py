@@ -79,13 +79,17 @@ class Policy(Protocol):
 
     ``filters``: candidates are drawn through the verifier; ``keeps_history``: ``next_training_set`` gets
     every earlier synthetic set (and resume needs them on disk); ``uses_real``: every training set holds
-    real data. ``theory(verified)`` names the closed form a study may report ("replace", "verify") or None.
+    real data; ``fresh``: the ``real`` it is given is ``study.fresh_real(t, n_fresh)``, new real data each
+    generation. ``theory(verified)`` names the closed form a study may report ("replace", "verify", "mix",
+    "fresh") or None.
     """
 
     name: str
     filters: bool
     keeps_history: bool
     uses_real: bool
+    fresh: bool
+    n_fresh: int | None
     max_candidates_factor: float
 
     def synthetic_size(self, generation: int, default: int) -> int:
@@ -104,7 +108,9 @@ class Study(Protocol):
     """Which data, generator, evaluator and defaults a generator brings, wired for the loop. Built as
     ``<cfg.study>(cfg, device, policy)``: it checks every config value it reads and builds its parts (data,
     evaluator, the verifier with the parts it offers) without writing or training anything. An optional
-    ``prepare()`` does the opening work (loading files, training networks) once the checks have passed."""
+    ``prepare()`` does the opening work (loading files, training networks) once the checks have passed; an
+    optional ``fresh_real(generation, n) -> Batch`` (n None: data.n_real) gives real data never used before,
+    the same for the same (seed, generation), for a policy with ``fresh`` (others refuse such a policy)."""
 
     headline: tuple[str, ...]  # metrics shown in the end-of-run table and the progress bar
     real: Batch  # generation 0's training set

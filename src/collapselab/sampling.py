@@ -96,10 +96,12 @@ def collect(
         drawn += m
         n_acc += acc.sum(dim=2)
         rate = max(float(n_acc.sum()) / float(drawn.sum()), 1e-3)
-    gid = torch.cat(kept_gid)
-    order = torch.sort(gid, stable=True).indices
-    x = torch.cat(kept_x)[order]
-    y = torch.cat(kept_y)[order]
+    if len(kept_x) == 1:  # one round: the kept rows are already in (chain, group) order
+        x, y = kept_x[0], kept_y[0]
+    else:
+        order = torch.sort(torch.cat(kept_gid), stable=True).indices
+        x = torch.cat(kept_x)[order]
+        y = torch.cat(kept_y)[order]
     K = int(quota[0].sum())
     return Collected(x.reshape(R, K, *x.shape[1:]), y.reshape(R, K), drawn.sum(1), n_acc.sum(1), *first)
 

@@ -110,6 +110,17 @@ def gaussian_param_error(generation: int, n_real: int, n_synthetic: int, sigma: 
                                          for s in range(1, generation + 1)) / n_synthetic)
 
 
+def _mixed_terms(n_real: int, n_synthetic: int, n_real_share: int, sigma: float, fresh: bool):
+    """(p, q, m, base, c, S) of ``gaussian_mixed``'s recursion: the real and synthetic shares, the real set's own
+    error about mu*, the variance of the real share's mean about its centre, and S (S - c: its MLE variance)."""
+    n, k, m, s2 = int(n_real), int(n_real_share), int(n_synthetic), float(sigma) ** 2
+    p, q = k / (k + m), m / (k + m)
+    if fresh:
+        return p, q, m, 0.0, s2 / k, s2
+    b = k % n
+    return p, q, m, s2 / n, ((b / k) ** 2 * s2 * (n - b) / (n * b) if b else 0.0), s2 * (n - 1) / n
+
+
 def gaussian_mixed(generations: int, n_real: int, n_synthetic: int, n_real_share: int, sigma: float = 1.0,
                    fit_variance: bool = True, fresh: bool = False) -> list[tuple[float, float]]:
     """(E[(mu_t - mu*)^2], E[var_t]) for t = 0..generations when every training set after generation 0 holds
@@ -123,15 +134,10 @@ def gaussian_mixed(generations: int, n_real: int, n_synthetic: int, n_real_share
         V' = p (S - c) + (q - q^2/m) V + p q (c + D),
     where c is the variance of the real share's mean about that centre and S - c its expected MLE variance.
     """
-    n, k, m, s2 = int(n_real), int(n_real_share), int(n_synthetic), float(sigma) ** 2
-    N = k + m
-    p, q = k / N, m / N
-    if fresh:
-        base, c, S, D = 0.0, s2 / k, s2, s2 / n
-    else:
-        b = k % n
-        base, c, S, D = s2 / n, ((b / k) ** 2 * s2 * (n - b) / (n * b) if b else 0.0), s2 * (n - 1) / n, 0.0
-    V = s2 * (n - 1) / n if fit_variance else s2
+    p, q, m, base, c, S = _mixed_terms(n_real, n_synthetic, n_real_share, sigma, fresh)
+    s2 = float(sigma) ** 2
+    D = s2 / n_real if fresh else 0.0  # generation 0 fits the real set: its mean's error about the centre
+    V = s2 * (n_real - 1) / n_real if fit_variance else s2
     out = [(base + D, V)]
     for _ in range(generations):
         D, V = (p * p * c + q * q * (D + V / m),
@@ -143,14 +149,8 @@ def gaussian_mixed(generations: int, n_real: int, n_synthetic: int, n_real_share
 def gaussian_mixed_stationary(n_real: int, n_synthetic: int, n_real_share: int, sigma: float = 1.0,
                               fit_variance: bool = True, fresh: bool = False) -> tuple[float, float]:
     """The fixed point of ``gaussian_mixed``'s recursion: (param error, variance) as t -> infinity."""
-    n, k, m, s2 = int(n_real), int(n_real_share), int(n_synthetic), float(sigma) ** 2
-    N = k + m
-    p, q = k / N, m / N
-    if fresh:
-        base, c, S = 0.0, s2 / k, s2
-    else:
-        b = k % n
-        base, c, S = s2 / n, ((b / k) ** 2 * s2 * (n - b) / (n * b) if b else 0.0), s2 * (n - 1) / n
+    p, q, m, base, c, S = _mixed_terms(n_real, n_synthetic, n_real_share, sigma, fresh)
+    s2 = float(sigma) ** 2
     if not fit_variance:
         return base + (p * p * c + q * q * s2 / m) / (1 - q * q), s2
     A = np.array([[1 - q * q, -q * q / m], [-p * q, 1 - q + q * q / m]])

@@ -19,6 +19,29 @@ def test_groups_are_complete():
     assert set(options("policy")) == {"replace", "accumulate", "verify", "verify_accumulate", "mix", "fresh",
                                       "accumulate_subsample"}
     assert set(options("debug")) == {"mnist", "linear", "gaussian"}
+    assert set(options("arm")) == {"classifier_top", "classifier_mix10", "classifier_mix50", "classifier_fresh",
+                                   "discriminator", "replace"}
+
+
+ARMS = {"classifier_top": ("classifier", "verify", 5000), "classifier_mix10": ("classifier", "mix", 5000),
+        "classifier_mix50": ("classifier", "mix", 5000), "classifier_fresh": ("classifier", "fresh", 5500),
+        "discriminator": ("discriminator", "verify", 5000), "replace": ("none", "replace", 5000)}
+
+
+@pytest.mark.parametrize("arm", options("arm"))
+def test_every_arm_builds_its_loop_at_the_design_space_size(fake_root, arm):
+    """`+arm=X` on the MNIST design-space preset: the verifier and policy it names, 5,000 images a training set
+    (mix: real + synthetic together; fresh: 5,000 verified + 500 fresh real)."""
+    cfg = compose_cfg(["experiment=mnist_design_space_cpu", f"+arm={arm}", "data.source=fake",
+                       f"data.root={fake_root}", "progress=false", "device=cpu"])
+    assert cfg["generations"] == 10
+    cfg["generations"] = 4  # the fake set has 3,000 images: 10 x 500 fresh ones would be refused
+    _, policy, study = check_config(cfg)
+    verifier, name, size = ARMS[arm]
+    assert (cfg["verifier"]["name"], policy.name) == (verifier, name)
+    m = policy.synthetic_size(1, 20000)
+    real = {"mix": policy.real_count(m) if name == "mix" else 0, "fresh": 500}.get(name, 0)
+    assert m + real == size and (study.verifier is None) == (verifier == "none")
 
 
 MNIST_ONLY = {"classifier", "discriminator"}

@@ -213,13 +213,11 @@ def sweep_points(preset: str) -> list[list[str]]:
 @pytest.mark.parametrize("preset", options("experiment"))
 def test_every_preset_runs_one_generation(tmp_path, real_root, preset):
     base = compose_cfg([f"experiment={preset}"])
-    scale = []
-    if base["generator"]["name"] == "vae":
-        scale = list(SCALE_VAE) + [f"data.root={real_root}"] + (
-            ["verifier.epochs=1"] if base["verifier"]["name"] == "discriminator" else [])
-    else:
-        scale = ["replicates=20"]
     for i, point in enumerate(sweep_points(preset)):
+        scale = ["replicates=20"]
+        if base["generator"]["name"] == "vae":
+            disc = compose_cfg([f"experiment={preset}"] + point)["verifier"]["name"] == "discriminator"
+            scale = list(SCALE_VAE) + [f"data.root={real_root}"] + (["verifier.epochs=1"] if disc else [])
         rows = run_cfg([f"experiment={preset}", "generations=1", "samples_every=0"] + scale + point,
                        tmp_path / str(i))
         assert [r["generation"] for r in rows] == [0, 1], (preset, point)

@@ -20,12 +20,13 @@ def test_groups_are_complete():
                                       "accumulate_subsample"}
     assert set(options("debug")) == {"mnist", "linear", "gaussian"}
     assert set(options("arm")) == {"classifier_top", "classifier_mix10", "classifier_mix50", "classifier_fresh",
-                                   "discriminator", "replace"}
+                                   "discriminator", "discriminator_top", "replace"}
 
 
 ARMS = {"classifier_top": ("classifier", "verify", 5000), "classifier_mix10": ("classifier", "mix", 5000),
         "classifier_mix50": ("classifier", "mix", 5000), "classifier_fresh": ("classifier", "fresh", 5500),
-        "discriminator": ("discriminator", "verify", 5000), "replace": ("none", "replace", 5000)}
+        "discriminator": ("discriminator", "verify", 5000), "discriminator_top": ("discriminator", "verify", 5000),
+        "replace": ("none", "replace", 5000)}
 
 
 @pytest.mark.parametrize("arm", options("arm"))

@@ -123,8 +123,9 @@ def test_vae_bad_input(tmp_path, fake_root):
 def test_default_config_is_the_mnist_study():
     cfg = compose_cfg([])
     assert cfg["generator"]["name"] == "vae" and cfg["generator"]["conditional"] is True
-    assert cfg["verifier"]["name"] == "classifier" and cfg["policy"]["name"] == "verify"
-    assert cfg["data"]["n_real"] == 500 and cfg["replicates"] == 1
+    assert cfg["verifier"]["name"] == "discriminator" and cfg["policy"]["name"] == "verify"
+    assert cfg["verifier"]["selection"] == "drs" and cfg["verifier"]["conditional"] is True
+    assert cfg["data"]["n_real"] == 500 and cfg["replicates"] == 1 and cfg["generations"] == 3
 
 
 @pytest.mark.slow

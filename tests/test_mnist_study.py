@@ -182,11 +182,20 @@ def test_rows_hold_both_fids_and_stage_times(tmp_path, fake_root):
 
 def test_defaults_are_in_the_papers_regime():
     cfg = compose_cfg([])
-    assert cfg["verifier"]["name"] == "classifier" and cfg["verifier"]["keep_fraction"] == 0.1
+    assert cfg["verifier"]["name"] == "discriminator" and cfg["verifier"]["keep_fraction"] == 0.1
     assert cfg["verifier"]["train_size"] is None and cfg["generator"]["bf16"] == "auto"
     from collapselab.studies.mnist import DEFAULT_N_SYNTHETIC
 
     assert cfg["policy"]["n_synthetic"] is None and DEFAULT_N_SYNTHETIC >= 10000
+
+
+@pytest.mark.parametrize("preset", ["paper_mnist", "paper_mnist_filter", "paper_mnist_filter_cpu",
+                                    "paper_mnist_verifier_quality", "paper_mnist_verifier_quality_cpu",
+                                    "mnist_retained_size_cpu"])
+def test_paper_presets_keep_the_papers_filter(preset):
+    """The default discriminator draws by D/(1-D) with the label; the paper's presets keep its top 10% by logit."""
+    v = compose_cfg([f"experiment={preset}"])["verifier"]
+    assert (v["name"], v["selection"], v["conditional"], v["keep_fraction"]) == ("discriminator", "top", False, 0.1)
 
 
 # ----- every preset runs (real MNIST, sizes scaled down) ------------------------------------------------------

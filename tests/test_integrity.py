@@ -199,3 +199,21 @@ def test_sigterm_to_a_submitit_job_then_rerun_the_sweep(tmp_path):
     for seed in (0, 1):
         name = f"generator=linear,policy=verify_accumulate,replicates=300,seed={seed}"
         assert strip_wall(read_rows(sweep / name)) == strip_wall(read_rows(ref / name)), out[-2000:]
+
+
+# ----- files shared with labmates ----------------------------------------------------------------------------
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
+                         ids=["umask022", "umask027"])
+def test_written_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    """Checkpoints, metrics and the summary are written atomically (a temp file, then a rename), yet they end
+    with the modes the user's umask gives, like every other file of the run (not mkstemp's private 0600)."""
+    run_dir = tmp_path / "run"
+    p = subprocess.run(train_cmd(*LIN, "generations=1", f"hydra.run.dir={run_dir}"), cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, preexec_fn=lambda: os.umask(umask))
+    assert p.returncode == 0, p.stderr[-2000:]
+    files = [q for q in run_dir.rglob("*") if q.is_file() and q.name != ".lock"]
+    assert {"checkpoint.pt", "metrics.jsonl", "summary.json"} <= {q.name for q in files}
+    assert {oct(q.stat().st_mode & 0o777) for q in files} == {oct(file_mode)}, [
+        (str(q), oct(q.stat().st_mode & 0o777)) for q in files]
+    dirs = [q for q in run_dir.rglob("*") if q.is_dir()]
+    assert {oct(q.stat().st_mode & 0o777) for q in dirs} == {oct(dir_mode)}

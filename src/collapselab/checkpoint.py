@@ -29,11 +29,19 @@ def write_failed(path: Path, e: OSError) -> RunError:
                     "folder's permissions, then run the same command to resume")
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file shared with labmates follows the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

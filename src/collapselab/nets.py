@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .checkpoint import load_torch, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
+from .errors import RunError
 from .training import train_minibatch
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ _MEMO: dict[str, tuple[SmallCNN, float]] = {}
 
 
 @contextmanager
-def _cache_lock(path: Path):
+def cache_lock(path: Path):
     """An OS lock on ``<path>.lock``: parallel jobs on one data root train a network once, the others wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as f:
@@ -121,6 +122,18 @@ def _cache_lock(path: Path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def move_aside(path: Path, e: BaseException, then: str) -> None:
+    """Move an unusable cache file to ``<name>.unreadable`` (never deleted: it may be a labmate's) and say so."""
+    aside = path.with_name(path.name + ".unreadable")
+    why = (str(e).splitlines()[0] if str(e) else type(e).__name__).split(". ")[0][:120]  # its first sentence
+    try:
+        os.replace(path, aside)
+    except OSError as err:
+        raise RunError(f"cached {path} is unreadable ({why}) and cannot be moved aside ({err.strerror}): "
+                       "delete it or use a data.root you can write to") from None
+    log.warning("cached %s is unreadable (%s): moved to %s; %s", path, why, aside.name, then)
 
 
 def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:
@@ -133,10 +146,7 @@ def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:
         net.load_state_dict(blob["state"])
         acc = float(blob["test_accuracy"])
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file: keep it for its owner, train anew
-        aside = path.with_name(path.name + ".unreadable")
-        os.replace(path, aside)
-        log.warning("cached %s is unreadable (%s): moved to %s; training it again", path, e, aside.name)
-        return None
+        return move_aside(path, e, "training it again")
     log.info("%s network: cached %s, test accuracy %.4f", spec.role, path.name, acc)
     return net, acc
 
@@ -147,7 +157,7 @@ def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
     key = spec.key(data.key)
     if key not in _MEMO:
         path = Path(cache_dir) / f"{key}.pt"
-        with _cache_lock(path):  # another job may be training this very network: wait, then load its file
+        with cache_lock(path):  # another job may be training this very network: wait, then load its file
             found = _load_cached(spec, path)
             if found is None:
                 log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",

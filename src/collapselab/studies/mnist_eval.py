@@ -9,7 +9,7 @@ from torchvision.utils import make_grid
 from ..checkpoint import load_torch, save_torch
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
-from ..nets import EVALUATOR, NetCache, SmallCNN, predict
+from ..nets import EVALUATOR, NetCache, SmallCNN, cache_lock, move_aside, predict
 from ..plotting import save_image_grid
 from ..rng import derive_seed
 from ..sampling import Collected
@@ -44,8 +44,32 @@ class MNISTEvaluator:
         """Evaluator statistics of the 10k test images, binarised (for sample FID) and grayscale (for the
         decoder-mean FID), and the FID floors of a real-vs-real split; cached."""
         path = cache_dir / f"{EVALUATOR.key(mnist.key)}-test-stats-v2.pt"
-        if path.exists():
-            return load_torch(path)
+        with cache_lock(path):  # parallel first runs on one data root compute it once
+            blob = self._load_stats(path, len(mnist.test_y))
+            if blob is None:
+                blob = self._compute_stats(mnist)
+                save_torch(blob, path)
+        return blob
+
+    def _load_stats(self, path: Path, n_test: int) -> dict | None:
+        """The cached statistics, checked (every key, the shapes the evaluator's features have); None when absent
+        or unusable (then moved aside to be rebuilt)."""
+        if not path.exists():
+            return None
+        try:
+            blob = load_torch(path)
+            d = self.net.head.in_features
+            shapes = {"mu": (d,), "cov": (d, d), "mu_gray": (d,), "cov_gray": (d, d), "features": (n_test, d)}
+            for k, shape in shapes.items():
+                if not isinstance(blob, dict) or not torch.is_tensor(blob.get(k)) or tuple(blob[k].shape) != shape:
+                    raise ValueError(f"{k} is missing or not a tensor of shape {shape}")
+            for k in ("fid_real_floor", "fid_real_floor_gray"):
+                float(blob[k])
+            return blob
+        except Exception as e:  # noqa: BLE001 - garbage, truncated, or another version's file
+            return move_aside(path, e, "computing the test statistics again")
+
+    def _compute_stats(self, mnist: MNIST) -> dict:
         g = torch.Generator().manual_seed(0)
         idx = torch.randperm(len(mnist.train_y), generator=g)[:len(mnist.test_y)]
         blob = {}
@@ -57,7 +81,6 @@ class MNISTEvaluator:
                          f"fid_real_floor{name}": frechet_distance(*feature_stats(f_train), mu, cov)})
             if not name:
                 blob["features"] = f_test.cpu()
-        save_torch(blob, path)
         return blob
 
     @torch.no_grad()

@@ -18,13 +18,33 @@ from collapselab.runguard import RunDirBusy, RunInterrupted
 log = logging.getLogger("collapselab")
 
 
+def record_hydra(run_dir: Path, cfg: DictConfig) -> None:
+    """What Hydra would write before the job (conf/config.yaml tells it not to): .hydra/{config,hydra,overrides}.yaml
+    and the log file, written only once this process holds the run dir for a run of its own config."""
+    hc = HydraConfig.get()
+    record = run_dir / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": OmegaConf.to_container(hc)})),
+                       ("overrides.yaml", OmegaConf.create(list(hc.overrides.task)))):
+        (record / name).write_text(OmegaConf.to_yaml(node))
+    handler = logging.FileHandler(run_dir / f"{hc.job.name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     error_file = run_dir / "error.txt"
+    claimed = []  # set once this process holds run_dir for its own config: only then does it write there
+
+    def on_claimed() -> None:
+        record_hydra(run_dir, cfg)
+        claimed.append(True)
+
     try:
-        out = run(OmegaConf.to_container(cfg, resolve=True), run_dir)
+        out = run(OmegaConf.to_container(cfg, resolve=True), run_dir, on_claimed)
         error_file.unlink(missing_ok=True)
         return out
     except RunInterrupted as e:  # SIGTERM / SIGINT: finished generations are saved; the loop said so
@@ -36,11 +56,11 @@ def main(cfg: DictConfig) -> dict | None:
         log.error("%s", e)
         sys.exit(2)
     except Exception as e:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
-        except OSError:
-            pass  # an unwritable run dir: the message below says so
+        if claimed:  # a refused process writes nothing into another run's directory
+            try:
+                error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
+            except OSError:
+                pass  # an unwritable run dir: the message below says so
         if hc.mode == RunMode.MULTIRUN:
             log.error("%s (details in %s)", e, error_file)
             raise  # the launcher records the failure; the other jobs go on

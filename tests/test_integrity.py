@@ -1,5 +1,6 @@
 """Run integrity: one writer per run dir, unreadable checkpoints, SIGTERM, full disks and unwritable folders."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -42,6 +43,47 @@ def test_two_processes_on_one_run_dir(tmp_path):
     loser = outs[[p.returncode for p in procs].index(2)]
     assert "is in use by another run (pid" in loser and "Traceback" not in loser
     assert [r["generation"] for r in read_rows(run_dir)] == list(range(31))
+
+
+def tree_bytes(run_dir: Path) -> dict[str, bytes]:
+    """Every file under a run dir, by relative path, with its bytes."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_same_second_runs_get_their_own_dirs(tmp_path):
+    """Three runs started at once with the default run dir: three folders, each recording its own seed."""
+    procs = [subprocess.Popen(train_cmd(*LIN, "generations=1", f"seed={s}"), cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for s in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], [p.stdout.read() for p in procs]
+    runs = sorted((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 3
+    seeds = sorted((json.loads((d / "summary.json").read_text())["config"]["seed"],
+                    (d / ".hydra" / "overrides.yaml").read_text()) for d in runs)
+    assert [s for s, _ in seeds] == [0, 1, 2] and all(f"seed={s}" in ov for s, ov in seeds)
+
+
+@pytest.mark.parametrize("refusal", ["busy", "other_config"])
+def test_a_refused_process_changes_no_byte_of_the_run_dir(tmp_path, refusal):
+    """On a run dir held by another process, or holding a finished run of another config, train.py says so in one
+    line and leaves every file as it was (Hydra's record and the log included); the run still reads as finished."""
+    from collapselab.sweeps import find_jobs
+
+    run_dir = tmp_path / "run"
+    assert run_train(*LIN, "generations=1", f"hydra.run.dir={run_dir}").returncode == 0
+    again = [*LIN, "generations=1", f"hydra.run.dir={run_dir}"] + (["seed=1"] if refusal == "other_config" else [])
+    if refusal == "busy":
+        with run_lock(run_dir):
+            before = tree_bytes(run_dir)
+            p = run_train(*again)
+    else:
+        before = tree_bytes(run_dir)
+        p = run_train(*again)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert ("is in use by another run" if refusal == "busy" else "holds a run with a different config") in out
+    assert tree_bytes(run_dir) == before
+    (job,) = find_jobs(run_dir)
+    assert job.status == "finished" and "seed" not in job.overrides and not job.error
 
 
 @pytest.mark.slow

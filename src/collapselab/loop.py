@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,15 +85,21 @@ def check_config(cfg: dict, device: str | None = None):
     return dev, policy, study
 
 
-def run(cfg: dict, run_dir: str | Path) -> dict:
+def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = None) -> dict:
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row.
 
-    One process at a time holds ``run_dir`` (RunDirBusy otherwise); SIGTERM / SIGINT stop it cleanly
-    (RunInterrupted) with every finished generation on disk, so the same call resumes it.
+    One process at a time holds ``run_dir`` (RunDirBusy otherwise), and only for a run of its own config:
+    ``claim`` refuses one that holds another before anything is written, then ``on_claimed`` runs (train.py
+    writes Hydra's record there). SIGTERM / SIGINT stop it cleanly (RunInterrupted) with every finished
+    generation on disk, so the same call resumes it.
     """
     run_dir = Path(run_dir)
-    device, policy, study = check_config(cfg)  # every bad value is refused before the run dir is touched
-    with run_lock(run_dir), stop_signals():
+    with run_lock(run_dir, announce=False) as say_who, stop_signals():
+        claim(run_dir, cfg)
+        say_who()
+        if on_claimed is not None:
+            on_claimed()
+        device, policy, study = check_config(cfg)  # every bad value is refused before any work or run file
         try:
             return _run(cfg, run_dir, device, policy, study)
         except RunInterrupted as e:
@@ -100,6 +107,14 @@ def run(cfg: dict, run_dir: str | Path) -> dict:
             log.warning("stopped by %s after generation %d: every finished generation is saved; run the same "
                         "command again to resume", e, n - 1)
             raise
+
+
+def claim(run_dir: Path, cfg: dict) -> None:
+    """Refuse ``run_dir`` when it holds finished generations of another config (or ``resume=false`` would
+    overwrite them): RunError, and nothing in the directory has changed."""
+    done = finished_generations(run_dir)
+    if done:
+        check_stored_config(run_dir, cfg, len(done))
 
 
 def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:

@@ -37,11 +37,22 @@ class RunInterrupted(BaseException):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold ``<run_dir>/.lock`` for the block; a second holder gets RunDirBusy naming the first."""
+def run_lock(run_dir: Path, announce: bool = True):
+    """Hold ``<run_dir>/.lock`` for the block; a second holder gets RunDirBusy naming the first.
+
+    Yields a function that writes this process into the lock file (who a refused process names); with
+    ``announce=False`` the caller calls it once the directory is its own, so a refused claim leaves it as it was.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def say_who() -> None:
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -49,11 +60,9 @@ def run_lock(run_dir: Path):
             holder = _describe(os.pread(fd, 4096, 0))
             raise RunDirBusy(f"{run_dir} is in use by another run ({holder}); wait for it to end or stop it, "
                              "or give this run another hydra.run.dir") from None
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": datetime.datetime.now().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
-        yield
+        if announce:
+            say_who()
+        yield say_who
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

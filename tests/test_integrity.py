@@ -146,6 +146,36 @@ def test_a_stop_signal_waits_for_the_critical_section():
         time.sleep(1)
 
 
+def test_the_first_stop_signal_decides_how_the_run_ended():
+    """SIGINT, then SIGTERM while the stop unwinds: the run ends by SIGINT (message and exit status agree)."""
+    with stop_signals():
+        with pytest.raises(RunInterrupted, match="SIGINT") as err:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives during the clean-up: ignored
+                time.sleep(0.2)
+    assert err.value.signum == signal.SIGINT
+    with stop_signals(), pytest.raises(RunInterrupted, match="SIGTERM"):  # a new block listens again
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+
+def test_a_stop_before_generation_0_finished_says_so(tmp_run, monkeypatch, caplog):
+    import collapselab.loop as loop
+
+    def stopped(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+    monkeypatch.setattr(loop, "_generation", stopped)
+    with pytest.raises(RunInterrupted):
+        run_cfg(LIN + ["generations=1"], tmp_run)
+    assert "stopped by SIGTERM before generation 0 finished: nothing was saved" in caplog.text
+    assert "generation -1" not in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("study", [["generator=linear", "replicates=300"], ["generator=gaussian", "replicates=2000"]],
                          ids=["linear", "gaussian"])

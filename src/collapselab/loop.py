@@ -104,8 +104,12 @@ def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = 
             return _run(cfg, run_dir, device, policy, study)
         except RunInterrupted as e:
             n = len(read_metrics(run_dir))
-            log.warning("stopped by %s after generation %d: every finished generation is saved; run the same "
-                        "command again to resume", e, n - 1)
+            if n:
+                log.warning("stopped by %s after generation %d: every finished generation is saved; run the same "
+                            "command again to resume", e, n - 1)
+            else:
+                log.warning("stopped by %s before generation 0 finished: nothing was saved; run the same command "
+                            "again to start", e)
             raise
 
 

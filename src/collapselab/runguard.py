@@ -78,13 +78,21 @@ def _describe(blob: bytes) -> str:
 class _Guard:
     depth = 0
     pending: int | None = None
+    stopping: int | None = None  # the signal that is stopping the run: later ones change neither message nor status
+
+
+def _stop(signum: int) -> RunInterrupted:
+    _Guard.stopping = signum
+    return RunInterrupted(signum)
 
 
 def _on_signal(signum, frame) -> None:
+    if _Guard.stopping is not None:
+        return  # a stop is already under way (e.g. SIGTERM after Ctrl-C): the first signal says how it ended
     if _Guard.depth > 0:
-        _Guard.pending = signum  # raised when the critical section ends
+        _Guard.pending = _Guard.pending or signum  # raised when the critical section ends
         return
-    raise RunInterrupted(signum)
+    raise _stop(signum)
 
 
 @contextlib.contextmanager
@@ -94,7 +102,7 @@ def stop_signals():
         yield
         return
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    _Guard.pending = None
+    _Guard.pending = _Guard.stopping = None
     try:
         yield
     finally:
@@ -112,4 +120,4 @@ def critical():
         _Guard.depth -= 1
         if _Guard.depth == 0 and _Guard.pending is not None:
             signum, _Guard.pending = _Guard.pending, None
-            raise RunInterrupted(signum)
+            raise _stop(signum)

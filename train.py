@@ -10,8 +10,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from collapselab.errors import CollapseLabError
+from collapselab.errors import CollapseLabError, ConfigError
 from collapselab.loop import run
 from collapselab.runguard import RunDirBusy, RunInterrupted
 
@@ -32,6 +33,16 @@ def record_hydra(run_dir: Path, cfg: DictConfig) -> None:
     logging.getLogger().addHandler(handler)
 
 
+def resolved(cfg: DictConfig) -> dict:
+    """The config as plain containers; an interpolation that cannot be resolved is a one-line ConfigError."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise ConfigError(f"{key or 'the config'}: {str(e).splitlines()[0]}. Fix the ${{...}} interpolation "
+                          "(an unset environment variable takes a default: ${oc.env:NAME,default})") from None
+
+
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
     hc = HydraConfig.get()
@@ -44,7 +55,7 @@ def main(cfg: DictConfig) -> dict | None:
         claimed.append(True)
 
     try:
-        out = run(OmegaConf.to_container(cfg, resolve=True), run_dir, on_claimed)
+        out = run(resolved(cfg), run_dir, on_claimed)
         error_file.unlink(missing_ok=True)
         return out
     except RunInterrupted as e:  # SIGTERM / SIGINT: finished generations are saved; the loop said so

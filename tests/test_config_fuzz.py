@@ -6,13 +6,16 @@ CollapseLabError whose message is one line. check_config builds the study (data 
 trains nothing and writes no run directory.
 """
 import copy
+import os
+import subprocess
 
+import pytest
 
 from collapselab.config import flatten
 from collapselab.errors import CollapseLabError
 from collapselab.loop import check_config
 
-from .conftest import compose_cfg
+from .conftest import ROOT, compose_cfg, train_cmd
 
 VALUES = {"type": "abc", "negative": -1, "zero": 0, "nan": float("nan"), "huge": 10**12, "empty": ""}
 
@@ -77,3 +80,18 @@ def test_every_leaf_key_refuses_wrong_values(fake_root, capsys):
         print(f"\nconfig fuzz: {tried} (key, value) cases over {len(STUDIES)} compositions, {len(LEGIT)} legit pairs")
     assert not bad, "\n".join(bad)
     assert tried > 300
+
+
+@pytest.mark.parametrize("override", ["seed=${oops}", "generations=${oc.env:COLLAPSELAB_SURELY_UNSET}",
+                                      "policy.n_synthetic=${policy.missing_key}"])
+def test_an_interpolation_that_cannot_resolve_is_one_line(tmp_path, override):
+    """train.py as a user runs it: exit 2, one line naming the key and the fix, no traceback, no run files."""
+    env = {k: v for k, v in os.environ.items() if k != "COLLAPSELAB_SURELY_UNSET"}
+    p = subprocess.run(train_cmd("debug=linear", override, f"hydra.run.dir={tmp_path / 'run'}"), cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and "Traceback" not in out, out[-2000:]
+    (line,) = [x for x in out.splitlines() if "ERROR" in x]
+    assert "Fix the ${...} interpolation" in line and override.split("=")[0] in line
+    run_dir = tmp_path / "run"  # Hydra makes the folder; nothing is written into it
+    assert not run_dir.exists() or not any(run_dir.iterdir())

@@ -29,6 +29,21 @@ def write_failed(path: Path, e: OSError) -> RunError:
                     "folder's permissions, then run the same command to resume")
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """RunError naming ``folder`` unless this process can create files in it (or create it): checked before
+    the work whose result would be written there, so nothing is computed in vain."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise RunError(f"cannot write {what} under {folder}: {probe} is a file, not a folder; point data.root "
+                       "(or COLLAPSELAB_DATA) at a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write {what} under {folder}: {probe} is not writable by this user; use a "
+                       "data.root you can write to (or COLLAPSELAB_DATA), or have its owner fill it once")
+
+
 def _umask() -> int:
     """The process umask (read by setting and restoring it: there is no getter)."""
     mask = os.umask(0o022)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import load_torch, save_torch
+from .checkpoint import check_writable, load_torch, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
 from .errors import RunError
@@ -114,9 +114,19 @@ _MEMO: dict[str, tuple[SmallCNN, float]] = {}
 
 @contextmanager
 def cache_lock(path: Path):
-    """An OS lock on ``<path>.lock``: parallel jobs on one data root train a network once, the others wait."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
+    """An OS lock on ``<path>.lock``: parallel jobs on one data root build a cache file once, the others wait.
+    On a root this user cannot write, a file already there is read without the lock; a missing one is a
+    one-line RunError naming the folder, before anything is computed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(path.name + ".lock"), "a")
+    except OSError:
+        if path.is_file():
+            yield  # a read-only shared cache: nothing will be written here
+            return
+        check_writable(path.parent, path.name)
+        raise
+    with f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -160,6 +170,7 @@ def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
         with cache_lock(path):  # another job may be training this very network: wait, then load its file
             found = _load_cached(spec, path)
             if found is None:
+                check_writable(path.parent, f"the {spec.role} network")  # before it trains, not after
                 log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
                          spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
                 found = train_net(spec, data, device, progress)

@@ -45,7 +45,11 @@ def run_lock(run_dir: Path, announce: bool = True):
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a folder named .lock, an unwritable run dir
+        raise RunError(f"cannot open the run dir's lock file {path}: {e.strerror}; a run dir's .lock must be a "
+                       "file this user can write: remove what is there, or choose another hydra.run.dir") from None
 
     def say_who() -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(),

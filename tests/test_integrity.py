@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from collapselab.errors import RunError
 from collapselab.runguard import RunDirBusy, RunInterrupted, critical, run_lock, stop_signals
@@ -122,6 +123,35 @@ def test_unreadable_synthetic_set_of_an_accumulating_run(tmp_path, caplog):
     (run_dir / "summary.json").unlink()
     assert strip_wall(run_cfg(args + ["generations=4"], run_dir)) == strip_wall(ref)
     assert "synthetic.pt is unreadable" in caplog.text
+
+
+WRONG = {  # checkpoints that load but are not what the study saved
+    "theta_shape": lambda c: {**c, "generator": {"theta": torch.zeros(3, 2)}},
+    "no_generator": lambda c: {k: v for k, v in c.items() if k != "generator"},
+    "a_list": lambda c: [c["generator"], c["metrics"]],
+}
+
+
+@pytest.mark.parametrize("wrong", list(WRONG))
+def test_a_checkpoint_that_loads_but_does_not_fit_is_redone(tmp_path, caplog, wrong):
+    """A wrong file in a later generation: moved aside like an unreadable one and redone to the same numbers."""
+    ref = run_cfg(LIN + ["generations=5"], tmp_path / "ref")
+    run_dir = tmp_path / "run"
+    run_cfg(LIN + ["generations=4"], run_dir)
+    ckpt = run_dir / "gen_004" / "checkpoint.pt"
+    torch.save(WRONG[wrong](torch.load(ckpt, weights_only=True)), ckpt)
+    assert strip_wall(run_cfg(LIN + ["generations=5"], run_dir)) == strip_wall(ref)
+    assert f"{ckpt} is unreadable" in caplog.text and (run_dir / "gen_004" / "checkpoint.pt.unreadable").exists()
+
+
+@pytest.mark.parametrize("wrong", list(WRONG))
+def test_a_generation_0_checkpoint_that_does_not_fit_is_one_line(tmp_run, wrong):
+    run_cfg(LIN + ["generations=0"], tmp_run)  # generation 0 is the one a resume loads
+    ckpt = tmp_run / "gen_000" / "checkpoint.pt"
+    torch.save(WRONG[wrong](torch.load(ckpt, weights_only=True)), ckpt)
+    with pytest.raises(RunError, match=r"gen_000/checkpoint\.pt is unreadable .*new hydra\.run\.dir") as err:
+        run_cfg(LIN + ["generations=2"], tmp_run)
+    assert "\n" not in str(err.value)
 
 
 def test_unreadable_generation_zero_is_one_line(tmp_run):

@@ -70,6 +70,19 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def fitting_state(state: Any, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state``'s tensors when it has exactly ``like``'s keys and shapes (a model's state from a checkpoint);
+    ValueError naming the first mismatch otherwise, so a wrong file is caught on load, not later."""
+    if not isinstance(state, dict):
+        raise ValueError(f"a model state must be a dict of tensors, got {type(state).__name__}")
+    for k, ref in like.items():
+        v = state.get(k)
+        if not torch.is_tensor(v) or v.shape != ref.shape:
+            got = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+            raise ValueError(f"model state {k!r}: expected a tensor of shape {tuple(ref.shape)}, got {got}")
+    return state
+
+
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save to a temp file in the same folder, then rename: never a half-written file."""
     buf = io.BytesIO()  # serialised first, so a full disk shows up as the OSError of a plain write

@@ -29,21 +29,35 @@ def finished_generations(run_dir: Path, keeps_history: bool = False) -> list[dic
     return rows
 
 
+CHECKPOINT_KEYS = ("generation", "config", "generator", "metrics")
+
+
 def _readable(path: Path) -> bool:
-    """Load ``path``; if that fails, move it aside and warn (generation 0 cannot be redone from anything)."""
+    """Load ``path`` (a checkpoint must also have a checkpoint's structure); if that fails, move it aside and
+    warn (generation 0 cannot be redone from anything)."""
     try:
-        load_torch(path)
+        obj = load_torch(path)
+        if path.name == CHECKPOINT:
+            missing = [k for k in CHECKPOINT_KEYS if not isinstance(obj, dict) or k not in obj]
+            if missing or not isinstance(obj["generator"], dict) or not isinstance(obj["config"], dict):
+                raise ValueError(f"not a checkpoint of this project (missing or malformed: {', '.join(missing) or 'generator/config'})")
         return True
     except Exception as e:  # noqa: BLE001 - a truncated zip, a bad pickle, an I/O error: all mean unreadable
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
-        if path.parent.name == "gen_000" and path.name == CHECKPOINT:
-            raise RunError(f"cannot resume: {path} is unreadable ({reason}); generation 0 holds the run's "
-                           "config and first model, so start the run again in a new hydra.run.dir") from None
-        aside = path.with_name(path.name + ".unreadable")
-        os.replace(path, aside)
-        log.warning("%s is unreadable (%s): moved to %s; its generation and later ones will be redone",
-                    path, reason, aside.name)
+        set_aside(path, e)
         return False
+
+
+def set_aside(path: Path, e: BaseException) -> None:
+    """Move an unusable generation file to ``<name>.unreadable`` with a warning; gen_000's checkpoint is a
+    one-line RunError instead (it holds the run's config and first model: nothing can redo it)."""
+    reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+    if path.parent.name == "gen_000" and path.name == CHECKPOINT:
+        raise RunError(f"cannot resume: {path} is unreadable ({reason}); generation 0 holds the run's "
+                       "config and first model, so start the run again in a new hydra.run.dir") from None
+    aside = path.with_name(path.name + ".unreadable")
+    os.replace(path, aside)
+    log.warning("%s is unreadable (%s): moved to %s; its generation and later ones will be redone",
+                path, reason, aside.name)
 
 
 def check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:
@@ -70,12 +84,20 @@ def resume(run_dir: Path, cfg: dict, study, policy: Policy) -> tuple[list[dict],
         write_metrics(run_dir, [])
         return rows, None, []
     check_stored_config(run_dir, cfg, len(rows))
+    prev_model = None
+    while prev_model is None:  # a checkpoint whose model does not fit this study counts as unreadable
+        last = len(rows) - 1
+        path = gen_dir(run_dir, last) / CHECKPOINT
+        ckpt = load_torch(path)
+        try:
+            model = study.new_generator(last)
+            model.load_state_dict(ckpt["generator"])
+            study.load_verifier_state(ckpt.get("verifier"))
+            prev_model = model
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            set_aside(path, e)  # gen_000: a one-line RunError
+            rows = rows[:-1]
     write_metrics(run_dir, rows)  # drop a torn or unfinished tail
-    last = len(rows) - 1
-    ckpt = load_torch(gen_dir(run_dir, last) / CHECKPOINT)
-    prev_model = study.new_generator(last)
-    prev_model.load_state_dict(ckpt["generator"])
-    study.load_verifier_state(ckpt.get("verifier"))
     history = []
     if policy.keeps_history:
         for t in range(1, last + 1):

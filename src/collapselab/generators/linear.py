@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from ..batch import Batch
+from ..checkpoint import fitting_state
 from ..errors import ConfigError, RunError
 
 
@@ -56,4 +57,5 @@ class LinearGenerator:
         return {"theta": self.theta.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        state = fitting_state(state, self.state_dict())
         self.theta = state["theta"].to(self.directions.device, self.directions.dtype)

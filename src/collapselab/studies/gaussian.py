@@ -21,6 +21,7 @@ from torch import Tensor  # noqa: E402
 
 from .. import theory  # noqa: E402
 from ..batch import Batch  # noqa: E402
+from ..checkpoint import fitting_state  # noqa: E402
 from ..data.gaussian import make_gaussian_data  # noqa: E402
 from ..components import build  # noqa: E402
 from ..config import check_training_sets, get, require_int, require_number  # noqa: E402
@@ -66,6 +67,7 @@ class GaussianGenerator:
         return {"mu": self.mu.clone(), "var": self.var.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        state = fitting_state(state, self.state_dict())
         self.mu, self.var = state["mu"].to(self.mu), state["var"].to(self.var)
 
 

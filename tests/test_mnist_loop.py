@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from collapselab.errors import ConfigError
+from collapselab.loop import check_config
 
 from .conftest import FILTERING, compose_cfg, n_train_after_one, options, read_rows, run_cfg, run_train, strip_wall
 
@@ -124,7 +125,7 @@ def test_default_config_is_the_mnist_study():
     cfg = compose_cfg([])
     assert cfg["generator"]["name"] == "vae" and cfg["generator"]["conditional"] is True
     assert cfg["verifier"]["name"] == "discriminator" and cfg["policy"]["name"] == "verify"
-    assert cfg["verifier"]["selection"] == "drs" and cfg["verifier"]["conditional"] is True
+    assert cfg["verifier"]["selection"] == "drs" and cfg["verifier"]["conditional"] == "auto"
     assert cfg["data"]["n_real"] == 500 and cfg["replicates"] == 1 and cfg["generations"] == 3
 
 
@@ -198,3 +199,15 @@ def test_a_float_valued_generator_resumes_exactly(tmp_path, fake_root):
     assert strip_wall(run_cfg(args + ["generations=3"], tmp_path / "part")) == strip_wall(full)
     stored = torch.load(tmp_path / "part" / "gen_001" / "synthetic.pt", weights_only=True)
     assert "bits" not in stored and ((stored["x"] > 0) & (stored["x"] < 1)).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("model_conditional", [True, False])
+def test_the_default_discriminator_sees_the_label_when_the_model_has_one(fake_root, model_conditional):
+    cfg = compose_cfg(tiny(fake_root) + [f"generator.conditional={str(model_conditional).lower()}"])
+    _, _, study = check_config(cfg)
+    assert (study.verifier.n_cond > 0) is model_conditional and study.verifier.selection == "drs"
+
+
+def test_a_threshold_the_ranking_classifier_ignores_is_said(fake_root, caplog):
+    check_config(compose_cfg(tiny(fake_root) + ["verifier=classifier", "verifier.threshold=1.0"]))
+    assert "verifier.threshold=1 has no effect while verifier.keep_fraction=0.1 ranks the candidates" in caplog.text

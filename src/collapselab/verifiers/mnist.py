@@ -116,6 +116,9 @@ def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device:
     if kf is None and selection != "top":
         raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
                           "verifier.keep_fraction (null means a per-candidate threshold)")
+    if kf is not None and threshold != 0.9:
+        log.warning("verifier.threshold=%g has no effect while verifier.keep_fraction=%g ranks the candidates: set "
+                    "verifier.keep_fraction=null to accept by threshold", threshold, kf)
     n = data.check_train_size("verifier.train_size", train_size)
     return ClassifierVerifier(nets, classifier_spec(n), conditional_model, threshold=threshold, keep_fraction=kf,
                               bf16=resolve_bf16(bf16, device, key="verifier.bf16"), selection=selection,
@@ -123,16 +126,19 @@ def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device:
 
 
 def discriminator(data: MNISTData, device: torch.device, conditional_model: bool, progress: bool = True,
-                  keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool = False,
-                  refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto", selection: str = "top",
+                  keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool | str = "auto",
+                  refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto", selection: str = "drs",
                   temperature: float = 1.0) -> DiscriminatorVerifier:
-    """The paper's real-vs-synthetic MLP, ranked per class; trained on real vs current samples every generation (or once)."""
+    """The paper's real-vs-synthetic MLP, per class; trained on real vs current samples every generation (or once).
+    ``conditional="auto"``: it sees the label when the generator is conditional."""
     n = data.check_train_size("verifier.train_size", train_size)
     refit = check_choice("verifier.refit", refit, ("every_generation", "once"))
     kf = _keep_fraction(keep_fraction)
     if kf is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
     selection, temperature = check_selection(selection, temperature, density_ratio=True)
+    if conditional == "auto":
+        conditional = conditional_model
     if check_bool("verifier.conditional", conditional) and not conditional_model:
         raise ConfigError("verifier.conditional=true needs labelled samples: it does not fit "
                           "generator.conditional=false (use verifier.conditional=false)")

@@ -55,7 +55,8 @@ def main(cfg: DictConfig) -> dict | None:
         claimed.append(True)
 
     try:
-        out = run(resolved(cfg), run_dir, on_claimed)
+        plain = resolved(cfg)
+        out = run(plain, run_dir, on_claimed, refuse_foreign=not plain.get("adopt_dir", False))
         error_file.unlink(missing_ok=True)
         return out
     except RunInterrupted as e:  # SIGTERM / SIGINT: finished generations are saved; the loop said so

@@ -87,6 +87,23 @@ def test_a_refused_process_changes_no_byte_of_the_run_dir(tmp_path, refusal):
     assert job.status == "finished" and "seed" not in job.overrides and not job.error
 
 
+def test_a_folder_of_other_files_is_refused_unless_adopted(tmp_path):
+    """hydra.run.dir = a folder of the user's own (with a file named like ours): one line, the folder unchanged;
+    adopt_dir=true runs there."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("read the paper")
+    (notes / "summary.json").write_text('{"mine": true}')
+    before = tree_bytes(notes)
+    p = run_train(*LIN, "generations=1", f"hydra.run.dir={notes}")
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert "holds files that are not a collapselab run's (todo.txt): " in out and "adopt_dir=true" in out
+    assert tree_bytes(notes) == before and sorted(q.name for q in notes.iterdir()) == ["summary.json", "todo.txt"]
+    assert run_train(*LIN, "generations=1", f"hydra.run.dir={notes}", "adopt_dir=true").returncode == 0
+    assert len(read_rows(notes)) == 2 and (notes / "todo.txt").read_text() == "read the paper"
+
+
 @pytest.mark.slow
 def test_a_sweep_rerun_skips_the_jobs_in_progress(tmp_path):
     sweep = tmp_path / "sweep"

@@ -141,6 +141,25 @@ def test_two_by_two_linear_sweep_and_summary(tmp_path, launcher):
 
 
 @pytest.mark.slow
+def test_a_joblib_job_gives_the_numbers_of_the_same_run_alone(tmp_path):
+    """Fake MNIST, each side on its own empty data root (so the networks, too, are trained inside the workers): a
+    2-job joblib sweep's metrics equal the two commands run alone; joblib's workers would otherwise run torch with
+    fewer threads (OMP_NUM_THREADS = cores / jobs)."""
+    base = ["debug=mnist", "generations=1", "samples_every=0"]
+    sweep = tmp_path / "sweep"
+    p = run_train("-m", *base, f"data.root={tmp_path / 'root_sweep'}", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                  f"hydra.sweep.dir={sweep}", timeout=1200)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    for seed in (0, 1):
+        alone = tmp_path / f"alone{seed}"
+        assert run_train(*base, f"data.root={tmp_path / 'root_alone'}", f"seed={seed}", f"hydra.run.dir={alone}",
+                         timeout=600).returncode == 0
+        (job,) = [j for j in find_jobs(sweep) if j.overrides.get("seed") == str(seed)]
+        assert strip_wall(job.rows) == strip_wall(read_rows(alone)), seed
+        assert json.loads((alone / "summary.json").read_text())["torch_threads"] == job.summary["torch_threads"]
+
+
+@pytest.mark.slow
 def test_failed_job_keeps_its_error_and_the_others_finish(tmp_path):
     sweep = tmp_path / "sweep"
     p = run_train("-m", "generator=linear", "verifier.radius=-1,0.1", "generations=1", "replicates=10",

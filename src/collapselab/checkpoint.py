@@ -1,11 +1,13 @@
 """Run-directory layout, atomic writes, and reading back what a run has finished."""
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,28 @@ def check_writable(folder: Path, what: str) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise RunError(f"cannot write {what} under {folder}: {probe} is not writable by this user; use a "
                        "data.root you can write to (or COLLAPSELAB_DATA), or have its owner fill it once")
+
+
+@contextmanager
+def cache_lock(path: Path):
+    """An OS lock on ``<path>.lock``: parallel jobs on one data root build a cache file once, the others wait.
+    On a root this user cannot write, a file already there is read without the lock; a missing one is a
+    one-line RunError naming the folder, before anything is computed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_name(path.name + ".lock"), "a")
+    except OSError:
+        if path.is_file():
+            yield  # a read-only shared cache: nothing will be written here
+            return
+        check_writable(path.parent, path.name)
+        raise
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ from .errors import ConfigError
 # stores what `regenerate_synthetic` can redraw exactly; `data.source` picks where the same MNIST files
 # come from (`fake` is for tests and is told apart by the data's own key).
 NON_RESULT_KEYS = ("generations", "resume", "device", "progress", "samples_every", "keep_synthetic",
-                   "data.root", "data.source")
+                   "data.root", "data.source", "adopt_dir", "threads")
 
 
 def _is_int(v: Any) -> bool:
@@ -114,6 +114,8 @@ def validate_common(cfg: dict) -> None:
     require_int(cfg, "samples_every", 0)
     for key in ("resume", "keep_synthetic", "progress"):
         require_bool(cfg, key)
+    if "adopt_dir" in cfg:  # train.py's key (a config built by hand may leave it out)
+        require_bool(cfg, "adopt_dir")
     for group in ("generator", "verifier", "policy"):
         require_label(cfg, f"{group}.name")
 

@@ -1,6 +1,7 @@
 """Resolve the ``device`` config key once."""
 from __future__ import annotations
 
+import os
 import re
 
 import torch
@@ -32,6 +33,31 @@ def resolve_device(spec: str) -> torch.device:
             raise ConfigError("device=mps: MPS is not available on this machine; use device=cpu or device=auto")
         return torch.device("mps")
     raise ConfigError(f"device={spec!r} is not understood; use auto, cpu, cuda, cuda:N or mps")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: what a cluster job or a taskset grants)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def set_threads(spec: int | str) -> int:
+    """Fix torch's intra-op thread count from the ``threads`` key (auto: ``usable_cpus()``) and return it.
+
+    A launcher's worker inherits a smaller default (joblib sets OMP_NUM_THREADS to cores / jobs), and CPU
+    kernels split their sums by thread, so a job's numbers would depend on how it was launched."""
+    if spec == "auto":
+        n = usable_cpus()
+    elif isinstance(spec, int) and not isinstance(spec, bool) and 1 <= spec <= 1024:
+        n = spec
+    else:
+        raise ConfigError(f"threads={spec!r} is invalid: use auto (every CPU this process may use) or an integer "
+                          "in [1, 1024]")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def _cpu_flags() -> set[str]:

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-
+import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_failed, write_json
 from .config import get, validate_common
-from .device import resolve_device
-from .errors import ConfigError
+from .device import resolve_device, set_threads
+from .errors import ConfigError, RunError
 from .interfaces import Policy
 from .policies import build_policy
 from .rng import derive_seed, make_rng, seed_everything
-from .resume import CHECKPOINT, SYNTHETIC, check_stored_config, finished_generations, resume
-from .runguard import RunInterrupted, critical, run_lock, stop_signals
+from .resume import CHECKPOINT, SYNTHETIC, check_stored_config, claim, finished_generations, resume
+from .runguard import LOCK, RunInterrupted, critical, run_lock, stop_signals
 from .studies import build_study
 from .tblog import TBLogger
 
@@ -75,6 +75,7 @@ def check_config(cfg: dict, device: str | None = None):
     """Every config check a run makes before generation 0: (device, policy, study). It reads the config and
     writes nothing: no run directory, no data fetch, no network trained (that is ``study.prepare()``)."""
     validate_common(cfg)
+    set_threads(cfg.get("threads", "auto"))  # before any torch work: the numbers do not depend on the launcher
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
     study = build_study(cfg, dev, policy)
@@ -85,17 +86,25 @@ def check_config(cfg: dict, device: str | None = None):
     return dev, policy, study
 
 
-def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = None) -> dict:
+def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = None,
+        refuse_foreign: bool = False) -> dict:
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row.
 
     One process at a time holds ``run_dir`` (RunDirBusy otherwise), and only for a run of its own config:
     ``claim`` refuses one that holds another before anything is written, then ``on_claimed`` runs (train.py
     writes Hydra's record there). SIGTERM / SIGINT stop it cleanly (RunInterrupted) with every finished
-    generation on disk, so the same call resumes it.
+    generation on disk, so the same call resumes it. ``refuse_foreign``: a folder that holds files a run does
+    not write, and no finished run, is refused too (train.py, unless ``adopt_dir=true``).
     """
     run_dir = Path(run_dir)
+    new_lock = not (run_dir / LOCK).exists()
     with run_lock(run_dir, announce=False) as say_who, stop_signals():
-        claim(run_dir, cfg)
+        try:
+            claim(run_dir, cfg, refuse_foreign)
+        except RunError:
+            if new_lock:  # a refused folder keeps no trace of this process
+                (run_dir / LOCK).unlink(missing_ok=True)
+            raise
         say_who()
         if on_claimed is not None:
             on_claimed()
@@ -111,14 +120,6 @@ def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = 
                 log.warning("stopped by %s before generation 0 finished: nothing was saved; run the same command "
                             "again to start", e)
             raise
-
-
-def claim(run_dir: Path, cfg: dict) -> None:
-    """Refuse ``run_dir`` when it holds finished generations of another config (or ``resume=false`` would
-    overwrite them): RunError, and nothing in the directory has changed."""
-    done = finished_generations(run_dir)
-    if done:
-        check_stored_config(run_dir, cfg, len(done))
 
 
 def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:
@@ -184,6 +185,7 @@ def _finish(run_dir: Path, cfg: dict, study, rows: list[dict], n_gen: int) -> di
         log.info("%s already holds generations 0..%d (generations=%d asked): nothing to do",
                  run_dir, len(rows) - 1, n_gen)
     summary = {"run_dir": str(run_dir), "generations_finished": len(rows) - 1, "final": rows[-1],
+               "torch_threads": torch.get_num_threads(),
                **study.summary_extras(), "config": cfg}
     write_json(summary, run_dir / SUMMARY)
     log.info("\n%s", format_table(rows, study.headline))

@@ -5,12 +5,10 @@ architecture, training size, seed, epochs and the data, and reports its test acc
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import check_writable, load_torch, save_torch
+from .checkpoint import cache_lock, check_writable, load_torch, save_torch  # noqa: F401 - cache_lock: re-exported
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
 from .errors import RunError
@@ -110,28 +108,6 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 
 
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
-
-
-@contextmanager
-def cache_lock(path: Path):
-    """An OS lock on ``<path>.lock``: parallel jobs on one data root build a cache file once, the others wait.
-    On a root this user cannot write, a file already there is read without the lock; a missing one is a
-    one-line RunError naming the folder, before anything is computed."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path.with_name(path.name + ".lock"), "a")
-    except OSError:
-        if path.is_file():
-            yield  # a read-only shared cache: nothing will be written here
-            return
-        check_writable(path.parent, path.name)
-        raise
-    with f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def move_aside(path: Path, e: BaseException, then: str) -> None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
-from .checkpoint import gen_dir, load_torch, read_metrics, write_metrics
+from .checkpoint import METRICS, SUMMARY, gen_dir, load_torch, read_metrics, write_metrics
 from .config import diff_configs, flatten
 from .errors import RunError
 from .interfaces import Policy
@@ -108,3 +109,22 @@ def resume(run_dir: Path, cfg: dict, study, policy: Policy) -> tuple[list[dict],
             history.append(study.unpack_synthetic(load_torch(path)))
     log.info("resuming %s after generation %d", run_dir, last)
     return rows, prev_model, history
+
+
+RUN_FILES = (".lock", ".hydra", METRICS, SUMMARY, "tb", "error.txt", "train.log")
+
+
+def claim(run_dir: Path, cfg: dict, refuse_foreign: bool = False) -> None:
+    """Refuse ``run_dir`` when it holds finished generations of another config (or ``resume=false`` would
+    overwrite them), or, with ``refuse_foreign``, files that are not a run's: RunError, nothing changed."""
+    done = finished_generations(run_dir)
+    if done:
+        check_stored_config(run_dir, cfg, len(done))
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES
+                     and not re.fullmatch(r"gen_\d{3,}", p.name) and not p.name.endswith(".tmp"))
+    if refuse_foreign and foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise RunError(f"{run_dir} holds files that are not a collapselab run's ({shown}): give the run a new or "
+                       "empty hydra.run.dir, or pass adopt_dir=true to run there anyway (a run's own names, "
+                       "metrics.jsonl, summary.json, gen_NNN/, tb/, would be overwritten)")

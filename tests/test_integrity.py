@@ -1,4 +1,5 @@
-"""Run integrity: one writer per run dir, unreadable checkpoints, SIGTERM, full disks and unwritable folders."""
+"""Run integrity: one writer per run dir, unreadable checkpoints, SIGTERM, full disks and unwritable folders
+(shared roots, caches and file modes: test_shared_roots.py)."""
 import errno
 import json
 import os
@@ -318,55 +319,3 @@ def test_sigterm_to_a_submitit_job_then_rerun_the_sweep(tmp_path):
     for seed in (0, 1):
         name = f"generator=linear,policy=verify_accumulate,replicates=300,seed={seed}"
         assert strip_wall(read_rows(sweep / name)) == strip_wall(read_rows(ref / name)), out[-2000:]
-
-
-# ----- files shared with labmates ----------------------------------------------------------------------------
-@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
-                         ids=["umask022", "umask027"])
-def test_written_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
-    """Checkpoints, metrics and the summary are written atomically (a temp file, then a rename), yet they end
-    with the modes the user's umask gives, like every other file of the run (not mkstemp's private 0600)."""
-    run_dir = tmp_path / "run"
-    p = subprocess.run(train_cmd(*LIN, "generations=1", f"hydra.run.dir={run_dir}"), cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, preexec_fn=lambda: os.umask(umask))
-    assert p.returncode == 0, p.stderr[-2000:]
-    files = [q for q in run_dir.rglob("*") if q.is_file() and q.name != ".lock"]
-    assert {"checkpoint.pt", "metrics.jsonl", "summary.json"} <= {q.name for q in files}
-    assert {oct(q.stat().st_mode & 0o777) for q in files} == {oct(file_mode)}, [
-        (str(q), oct(q.stat().st_mode & 0o777)) for q in files]
-    dirs = [q for q in run_dir.rglob("*") if q.is_dir()]
-    assert {oct(q.stat().st_mode & 0o777) for q in dirs} == {oct(dir_mode)}
-
-
-# ----- folders that cannot be used ---------------------------------------------------------------------------
-def test_a_lock_that_is_a_folder_is_one_line(tmp_run):
-    (tmp_run / ".lock").mkdir(parents=True)
-    with pytest.raises(RunError, match=r"cannot open the run dir's lock file .*\.lock: Is a directory; .*must be a file"):
-        run_cfg(LIN + ["generations=1"], tmp_run)
-
-
-@pytest.mark.parametrize("source", ["pypi", "fake"])
-def test_a_data_root_that_is_a_file_is_one_line(tmp_path, source):
-    """data.root pointing at a regular file: one line naming it, before any fetch or training."""
-    root = tmp_path / "root.txt"
-    root.write_text("my notes")
-    with pytest.raises(RunError, match=rf"cannot write .* under {root}/.*: {root} is a file, not a folder"):
-        run_cfg(["debug=mnist", f"data.root={root}", f"data.source={source}", "generations=0"], tmp_path / "run")
-    assert root.read_text() == "my notes" and not (tmp_path / "run" / "gen_000").exists()
-
-
-def test_an_unwritable_network_cache_is_refused_before_training(tmp_path, monkeypatch):
-    """A root this user cannot write (faked: the tests run as root, whom permissions do not stop): one line
-    naming the folder and the fix, raised before the first network trains; no claim about earlier generations."""
-    import collapselab.checkpoint as ckpt
-    import collapselab.nets as nets
-
-    root = tmp_path / "root"
-    (root / "nets").mkdir(parents=True)
-    monkeypatch.setattr(ckpt.os, "access", lambda p, mode: Path(p) != root / "nets")
-    trained = []
-    monkeypatch.setattr(nets, "train_net", lambda *a, **k: trained.append(a) or pytest.fail("trained"))
-    monkeypatch.setattr(nets, "_MEMO", {})
-    with pytest.raises(RunError, match=rf"cannot write the evaluator network under {root / 'nets'}: .* not writable") as e:
-        run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "run")
-    assert not trained and "Earlier generations" not in str(e.value)

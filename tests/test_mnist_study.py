@@ -315,27 +315,3 @@ def test_an_unreadable_cached_network_is_moved_aside_not_deleted(tmp_path, caplo
     assert path.exists() and (tmp_path / (path.name + ".unreadable")).read_bytes() == b"not a checkpoint"
     assert "moved to" in caplog.text
     nets._MEMO.pop(spec.key(fake_mnist().key))
-
-
-@pytest.mark.parametrize("damage", ["garbage", pytest.param("truncated", marks=pytest.mark.slow),
-                                    pytest.param("wrong_shapes", marks=pytest.mark.slow)])
-def test_unusable_test_statistics_are_moved_aside_and_rebuilt(tmp_path, caplog, damage):
-    """The evaluator's cached test statistics: a garbage, truncated or foreign file is one warning naming it,
-    kept as .unreadable, and computed again to the same numbers (FID at generation 0 unchanged)."""
-    from collapselab.checkpoint import save_torch
-
-    root = tmp_path / "root"  # its own root: the session's fake networks are memoised, the statistics are not
-    first = run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "a")
-    (path,) = (root / "nets").glob("*test-stats*.pt")
-    good = path.read_bytes()
-    if damage == "garbage":
-        path.write_bytes(b"\x80not a pickle at all")
-    elif damage == "truncated":
-        path.write_bytes(good[: len(good) // 2])
-    else:
-        save_torch({"mu": torch.zeros(3), "cov": torch.eye(3)}, path)
-    bad = path.read_bytes()
-    again = run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "b")
-    assert again[0]["fid"] == first[0]["fid"] and path.read_bytes() == good
-    assert (path.parent / (path.name + ".unreadable")).read_bytes() == bad
-    assert f"cached {path} is unreadable" in caplog.text and "computing the test statistics again" in caplog.text

@@ -88,7 +88,7 @@ def test_soft_selection_keeps_the_quota_and_differs_from_top(tmp_path, fake_root
     extra = [["verifier.selection=softmax", "verifier.temperature=0"], ["verifier.selection=softmax"]]
     if "verifier=discriminator" in verifier:
         extra.append(["verifier.selection=drs"])
-    for i, sel in enumerate([[]] + extra):
+    for i, sel in enumerate([["verifier.selection=top"]] + extra):
         rows = run_cfg(base + sel, tmp_path / str(i))
         assert rows[1]["accept_rate"] == pytest.approx(0.25, abs=0.01) and rows[1]["n_train"] == 100
         kept[i] = load_torch(tmp_path / str(i) / "gen_001" / "synthetic.pt")

@@ -1,4 +1,5 @@
 """Shared machines: files readable by the group, unusable folders and cache files named and recovered."""
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -87,3 +88,23 @@ def test_unusable_test_statistics_are_moved_aside_and_rebuilt(tmp_path, caplog, 
     assert again[0]["fid"] == first[0]["fid"] and path.read_bytes() == good
     assert (path.parent / (path.name + ".unreadable")).read_bytes() == bad
     assert f"cached {path} is unreadable" in caplog.text and "computing the test statistics again" in caplog.text
+
+
+@pytest.mark.slow
+def test_three_first_runs_on_an_empty_root_train_each_network_once(tmp_path):
+    """Three runs started together on an empty data root (fake MNIST): every network is trained by one of them
+    (the others wait on its cache lock and load it), all three finish with the same generation 0, and every cache
+    file left there loads."""
+    root = tmp_path / "root"
+    procs = [subprocess.Popen(train_cmd("debug=mnist", "generations=0", f"data.root={root}",
+                                        f"hydra.run.dir={tmp_path / f'run{i}'}"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    outs = [p.communicate(timeout=900)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    trained = [line.split("training the ")[1].split(" network")[0] for out in outs for line in out.splitlines()
+               if "training the " in line]
+    assert sorted(trained) == sorted(set(trained)) and {"evaluator", "judge"} <= set(trained)  # each once
+    rows = [json.loads((tmp_path / f"run{i}" / "metrics.jsonl").read_text().splitlines()[0]) for i in range(3)]
+    assert len({(r["test_nelbo"], r["fid"]) for r in rows}) == 1
+    for f in (root / "nets").glob("*.pt"):
+        torch.load(f, weights_only=True)

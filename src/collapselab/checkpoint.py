@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import logging
 import json
 import math
 import os
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 
 from .errors import RunError
+
+log = logging.getLogger("collapselab")
 
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
@@ -66,6 +69,19 @@ def cache_lock(path: Path):
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def move_aside(path: Path, e: BaseException, then: str, what: str = "cached ") -> None:
+    """Move an unusable file to ``<name>.unreadable`` (never deleted: it may be a labmate's) with one warning
+    naming it, why (the error's first sentence) and ``then`` (what happens next)."""
+    aside = path.with_name(path.name + ".unreadable")
+    why = (str(e).splitlines()[0] if str(e) else type(e).__name__).split(". ")[0][:160]
+    try:
+        os.replace(path, aside)
+    except OSError as err:
+        raise RunError(f"{what}{path} is unreadable ({why}) and cannot be moved aside ({err.strerror}): "
+                       "delete it or use a folder you can write to") from None
+    log.warning("%s%s is unreadable (%s): moved to %s; %s", what, path, why, aside.name, then)
 
 
 def _umask() -> int:

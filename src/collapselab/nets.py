@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import cache_lock, check_writable, load_torch, save_torch  # noqa: F401 - cache_lock: re-exported
+from .checkpoint import cache_lock, check_writable, load_torch, move_aside, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
-from .errors import RunError
 from .training import train_minibatch
 
 log = logging.getLogger(__name__)
@@ -108,18 +106,6 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 
 
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
-
-
-def move_aside(path: Path, e: BaseException, then: str) -> None:
-    """Move an unusable cache file to ``<name>.unreadable`` (never deleted: it may be a labmate's) and say so."""
-    aside = path.with_name(path.name + ".unreadable")
-    why = (str(e).splitlines()[0] if str(e) else type(e).__name__).split(". ")[0][:120]  # its first sentence
-    try:
-        os.replace(path, aside)
-    except OSError as err:
-        raise RunError(f"cached {path} is unreadable ({why}) and cannot be moved aside ({err.strerror}): "
-                       "delete it or use a data.root you can write to") from None
-    log.warning("cached %s is unreadable (%s): moved to %s; %s", path, why, aside.name, then)
 
 
 def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:

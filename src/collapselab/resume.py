@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
-from .checkpoint import METRICS, SUMMARY, gen_dir, load_torch, read_metrics, write_metrics
+from .checkpoint import METRICS, SUMMARY, gen_dir, load_torch, move_aside, read_metrics, write_metrics
 from .config import diff_configs, flatten
 from .errors import RunError
 from .interfaces import Policy
@@ -49,16 +48,13 @@ def _readable(path: Path) -> bool:
 
 
 def set_aside(path: Path, e: BaseException) -> None:
-    """Move an unusable generation file to ``<name>.unreadable`` with a warning; gen_000's checkpoint is a
-    one-line RunError instead (it holds the run's config and first model: nothing can redo it)."""
-    reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+    """Move an unusable generation file aside (``move_aside``); gen_000's checkpoint is a one-line RunError
+    instead (it holds the run's config and first model: nothing can redo it)."""
     if path.parent.name == "gen_000" and path.name == CHECKPOINT:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
         raise RunError(f"cannot resume: {path} is unreadable ({reason}); generation 0 holds the run's "
                        "config and first model, so start the run again in a new hydra.run.dir") from None
-    aside = path.with_name(path.name + ".unreadable")
-    os.replace(path, aside)
-    log.warning("%s is unreadable (%s): moved to %s; its generation and later ones will be redone",
-                path, reason, aside.name)
+    move_aside(path, e, "its generation and later ones will be redone", what="")
 
 
 def check_stored_config(run_dir: Path, cfg: dict, n_done: int) -> None:

@@ -6,10 +6,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from ..checkpoint import load_torch, save_torch
+from ..checkpoint import cache_lock, load_torch, move_aside, save_torch
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
-from ..nets import EVALUATOR, NetCache, SmallCNN, cache_lock, move_aside, predict
+from ..nets import EVALUATOR, NetCache, SmallCNN, predict
 from ..plotting import save_image_grid
 from ..rng import derive_seed
 from ..sampling import Collected

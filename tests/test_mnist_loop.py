@@ -148,6 +148,8 @@ def test_real_mnist_path_as_ci_runs_it(tmp_path, real_root):
     assert rows[1]["n_train"] == 500 and 0.0 <= rows[1]["label_accuracy"] <= 1.0
     assert (run_dir / "gen_001" / "verdicts.png").exists()
     assert (real_root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    out = p.stdout + p.stderr  # the three fixed networks come with the package: none is trained
+    assert "training the " not in out and all(f"{r} network: shipped" in out for r in ("evaluator", "judge", "classifier"))
 
 
 @pytest.mark.slow

@@ -1,10 +1,14 @@
 """Networks the project trains itself (no downloads): evaluator, judge and the classifier verifier.
 
-Each is trained on binarised real MNIST, cached on disk under <data.root>/nets keyed by its role,
-architecture, training size, seed, epochs and the data, and reports its test accuracy.
+Each is trained on binarised real MNIST and keyed by its role, architecture, training size, seed, epochs and
+the data. The three fixed ones of real MNIST (the evaluator, the judge, the classifier on every training
+image) ship with the package under ``collapselab/shipped`` (checksummed in its MANIFEST.json, made by
+scripts/ship_networks.py), so FID and the verifier mean the same on every machine; any other (fewer training
+images, fake test data) is trained once and cached under <data.root>/nets.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +22,7 @@ from torch import Tensor, nn
 from .checkpoint import cache_lock, check_writable, load_torch, move_aside, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
+from .errors import RunError
 from .training import train_minibatch
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,38 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 
 
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
+SHIPPED = Path(__file__).parent / "shipped"
+MANIFEST = SHIPPED / "MANIFEST.json"
+
+
+@functools.lru_cache(maxsize=None)
+def manifest() -> dict:
+    """The shipped files' manifest ({"files": {name: {"sha256", ...}}}); empty when none ships."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"files": {}}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_file(name: str) -> Path | None:
+    """The shipped file ``name`` with its checksum verified, or None when the package ships no such file."""
+    entry = manifest()["files"].get(name)
+    if entry is None:
+        return None
+    path = SHIPPED / name
+    if not path.exists():
+        raise RunError(f"the shipped file {path} is missing; restore it (git checkout -- {path}) or reinstall "
+                       "collapselab (pip install -e .)")
+    if (digest := sha256(path)) != entry["sha256"]:
+        raise RunError(f"the shipped file {path} has sha256 {digest[:16]}..., not the {entry['sha256'][:16]}... its "
+                       f"MANIFEST.json records; restore it (git checkout -- {path}) or reinstall collapselab")
+    return path
 
 
 def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:
@@ -127,6 +164,13 @@ def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
             progress: bool = True) -> tuple[SmallCNN, float]:
     """The trained network for ``spec`` from memory, the disk cache, or by training it (then cached)."""
     key = spec.key(data.key)
+    if key not in _MEMO and (shipped := shipped_file(f"{key}.pt")) is not None:
+        blob = load_torch(shipped)
+        net = SmallCNN(spec.widths, spec.feat)
+        net.load_state_dict(blob["state"])
+        log.info("%s network: shipped %s (checksum verified), test accuracy %.4f", spec.role, shipped.name,
+                 float(blob["test_accuracy"]))
+        _MEMO[key] = (net.eval().requires_grad_(False), float(blob["test_accuracy"]))
     if key not in _MEMO:
         path = Path(cache_dir) / f"{key}.pt"
         with cache_lock(path):  # another job may be training this very network: wait, then load its file

@@ -9,10 +9,28 @@ from torchvision.utils import make_grid
 from ..checkpoint import cache_lock, load_torch, move_aside, save_torch
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
-from ..nets import EVALUATOR, NetCache, SmallCNN, predict
+from ..nets import EVALUATOR, NetCache, SmallCNN, predict, shipped_file
 from ..plotting import save_image_grid
 from ..rng import derive_seed
 from ..sampling import Collected
+
+
+def test_statistics(net: SmallCNN, mnist: MNIST, device: torch.device, features: bool = False) -> dict:
+    """The evaluator's feature mean and covariance of the 10,000 test images, binarised (sample FID) and grayscale
+    (decoder-mean FID), and the FID floors: 10,000 training images (a seed-0 draw) against them; with
+    ``features`` also the binarised test features (precision / recall)."""
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(mnist.train_y), generator=g)[:len(mnist.test_y)]
+    blob = {}
+    for name, view in (("", binarize), ("_gray", gray)):
+        _, f_test = predict(net, view(mnist.test_x).to(device))
+        _, f_train = predict(net, view(mnist.train_x[idx]).to(device))
+        mu, cov = feature_stats(f_test)
+        blob.update({f"mu{name}": torch.from_numpy(mu), f"cov{name}": torch.from_numpy(cov),
+                     f"fid_real_floor{name}": frechet_distance(*feature_stats(f_train), mu, cov)})
+        if features and not name:
+            blob["features"] = f_test.cpu()
+    return blob
 
 
 class MNISTEvaluator:
@@ -42,7 +60,13 @@ class MNISTEvaluator:
 
     def _real_stats(self, mnist: MNIST, cache_dir: Path) -> dict:
         """Evaluator statistics of the 10k test images, binarised (for sample FID) and grayscale (for the
-        decoder-mean FID), and the FID floors of a real-vs-real split; cached."""
+        decoder-mean FID), and the FID floors of a real-vs-real split; cached. With the shipped evaluator its
+        shipped statistics are the FID reference (the same on every machine); the test features it needs for
+        precision / recall are computed here (seconds)."""
+        shipped = shipped_file(f"{EVALUATOR.key(mnist.key)}-test-stats.pt")
+        if shipped is not None:
+            _, features = predict(self.net, binarize(mnist.test_x).to(self.device))
+            return {**load_torch(shipped), "features": features.cpu()}
         path = cache_dir / f"{EVALUATOR.key(mnist.key)}-test-stats-v2.pt"
         with cache_lock(path):  # parallel first runs on one data root compute it once
             blob = self._load_stats(path, len(mnist.test_y))
@@ -70,18 +94,7 @@ class MNISTEvaluator:
             return move_aside(path, e, "computing the test statistics again")
 
     def _compute_stats(self, mnist: MNIST) -> dict:
-        g = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(mnist.train_y), generator=g)[:len(mnist.test_y)]
-        blob = {}
-        for name, view in (("", binarize), ("_gray", gray)):
-            _, f_test = predict(self.net, view(mnist.test_x).to(self.device))
-            _, f_train = predict(self.net, view(mnist.train_x[idx]).to(self.device))
-            mu, cov = feature_stats(f_test)
-            blob.update({f"mu{name}": torch.from_numpy(mu), f"cov{name}": torch.from_numpy(cov),
-                         f"fid_real_floor{name}": frechet_distance(*feature_stats(f_train), mu, cov)})
-            if not name:
-                blob["features"] = f_test.cpu()
-        return blob
+        return test_statistics(self.net, mnist, self.device, features=True)
 
     @torch.no_grad()
     def __call__(self, model, rng: torch.Generator) -> dict[str, float | None]:

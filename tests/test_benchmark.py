@@ -1,0 +1,33 @@
+"""scripts/benchmark_mnist.py as a user runs it (on tiny fake data): the header, the measured peak and the
+roofline table with every stage, its GFLOP/s and its share of the peak, then one generation."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+STAGES = ("CVAE fit", "propose", "verifier fit", "score candidates", "select (drs)", "judge agreement", "pack (bits)",
+          "evaluate", "network trained locally")
+
+
+@pytest.mark.slow
+def test_benchmark_prints_the_roofline_table_and_a_generation(tmp_path):
+    p = subprocess.run([sys.executable, "scripts/benchmark_mnist.py", "data.source=fake", f"data.root={tmp_path}",
+                        "policy.n_synthetic=500", "data.eval_samples=200", "data.pr_samples=100"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    assert re.search(r"CPU .+ \| ISA: .+ \| \d+ threads \| torch ", out)
+    peak = re.search(r"reachable peak \(2048\^3 matmul\): fp32 (\d+) GFLOP/s", out)
+    assert peak and int(peak.group(1)) > 0
+    for stage in STAGES:
+        line = next((ln for ln in out.splitlines() if ln.startswith(stage)), None)
+        assert line is not None, f"no row for {stage}:\n{out[-3000:]}"
+        seconds, per_s = (float(v) for v in line[62:].split()[:2])
+        assert seconds >= 0 and per_s > 0
+    cvae = next(ln for ln in out.splitlines() if ln.startswith("CVAE fit"))
+    share = float(cvae.split()[-1].rstrip("%"))
+    assert 0 < share < 100  # matmul/conv FLOPs counted, and below the machine's own peak
+    assert re.search(r"generation 1: +[\d.]+ s", out)  # the real generation after the table

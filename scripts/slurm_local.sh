@@ -140,7 +140,7 @@ EOF
 node_idle() { [[ $(sinfo -h -N -o %t 2>/dev/null | head -1) == idle ]]; }
 
 start() {
-  mkdir -p "$DIR"/{state,spool}
+  mkdir -p "$DIR"/{state,spool} && chmod 755 "$DIR"  # munge and mysql (their own users) write below it
   [[ $(id -u) == 0 ]] || die "run as root (sudo): the daemons run as root, munge and MariaDB as their own users"
   if alive "$DIR/slurmctld.pid"; then
     say "already running ($DIR); export SLURM_CONF=$CONF"

@@ -203,7 +203,8 @@ def test_killed_sweep_resumes_only_what_was_left(tmp_path):
 
 
 @pytest.mark.parametrize("launcher,target", [("joblib", "JoblibLauncher"), ("submitit_local", "LocalLauncher"),
-                                             ("submitit_slurm", "SlurmLauncher")])
+                                             ("submitit_slurm", "SlurmLauncher"), ("slurm", "SlurmLauncher"),
+                                             ("slurm_requeue", "SlurmLauncher")])
 def test_launchers_compose(launcher, target):
     from hydra import compose, initialize_config_dir
 

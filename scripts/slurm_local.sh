@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for trying (and testing) the cluster path of collapselab.
 #
-#   sudo bash scripts/slurm_local.sh start    # install when missing, start munge, MariaDB, slurmdbd, slurmctld,
+#   bash scripts/slurm_local.sh start         # install when missing, start munge, MariaDB, slurmdbd, slurmctld,
 #                                             # slurmd; wait until the node is idle; print the SLURM_CONF to export
 #   bash scripts/slurm_local.sh status        # the daemons it started and `sinfo`
-#   sudo bash scripts/slurm_local.sh stop     # stop exactly the daemons it started (by their pid files)
+#   bash scripts/slurm_local.sh stop          # stop exactly the daemons it started (by their pid files)
 #
-# Everything lives under $COLLAPSELAB_SLURM_DIR (default /tmp/collapselab-slurm): slurm.conf, slurmdbd.conf,
-# the MariaDB data, spool, state, logs and pid files. No systemd is needed; Debian/Ubuntu packages (slurm-wlm
+# Run start and stop as root (sudo where you are not). Everything lives under $COLLAPSELAB_SLURM_DIR (default
+# /tmp/collapselab-slurm): slurm.conf, slurmdbd.conf, the MariaDB data, spool, state, logs and pid files. No systemd is needed; Debian/Ubuntu packages (slurm-wlm
 # 22.05+, munge, slurmdbd, mariadb-server) are installed with apt-get when a daemon is missing. The node is sized
 # from `slurmd -C`; one partition `debug`; select/cons_tres, proctrack/linuxproc, task/none; accounting through
 # slurmdbd + MariaDB (submitit reads job states with sacct: without accounting a failed job would never be seen).
@@ -40,7 +40,7 @@ install_missing() {
   { command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null; } || need+=(slurm-wlm)
   ((${#need[@]} == 0)) && return 0
   command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get: install SLURM, munge and MariaDB yourself"
-  [[ $(id -u) == 0 ]] || die "missing ${need[*]}: run as root (sudo bash scripts/slurm_local.sh start) to install them"
+  [[ $(id -u) == 0 ]] || die "missing ${need[*]}: run as root (e.g. sudo bash scripts/slurm_local.sh start) to install them"
   say "installing ${need[*]} (apt-get)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >"$DIR/apt.log" 2>&1 ||
     die "apt-get install ${need[*]} failed (see $DIR/apt.log)"

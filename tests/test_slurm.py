@@ -2,7 +2,7 @@
 submitit_slurm equals the default launcher, a cold data root trains each network once, preempted and requeued jobs
 resume to identical numbers, and a failed or cancelled job ends the sweep in bounded time with the job named.
 
-Run with: sudo bash scripts/slurm_local.sh start && export SLURM_CONF=... && python -m pytest -m slurm
+Run with (as root): bash scripts/slurm_local.sh start && export SLURM_CONF=... && python -m pytest -m slurm
 Every launcher call has a timeout; without a reachable cluster these tests skip, saying why."""
 import json
 import shutil
@@ -28,14 +28,14 @@ SUMMARIZE = [sys.executable, str(ROOT / "scripts" / "summarize.py")]
 def _cluster_reason() -> str | None:
     """Why no SLURM cluster is usable here, or None when one is."""
     if not shutil.which("sbatch") or not shutil.which("sinfo"):
-        return "no SLURM client commands (sbatch, sinfo): start a cluster with sudo bash scripts/slurm_local.sh start"
+        return "no SLURM client commands (sbatch, sinfo): start a cluster with bash scripts/slurm_local.sh start (as root)"
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         return "sinfo timed out: slurmctld is not answering"
     states = out.stdout.split()
     if out.returncode != 0 or not states:
-        return f"sinfo failed ({out.stderr.strip()[:200]}): start one with sudo bash scripts/slurm_local.sh start " \
+        return f"sinfo failed ({out.stderr.strip()[:200]}): start one with bash scripts/slurm_local.sh start (as root) " \
                "and export the SLURM_CONF it prints"
     if not any(s.startswith(("idle", "mix", "alloc")) for s in states):
         return f"no usable SLURM node (states: {' '.join(states)})"

@@ -27,7 +27,7 @@ def test_run_dir_layout(tmp_run):
     for g in range(3):
         d = tmp_run / f"gen_{g:03d}"
         assert (d / "checkpoint.pt").exists() and (d / "samples.png").stat().st_size > 1000
-    assert (tmp_run / "gen_001" / "synthetic.pt").exists()
+    assert not (tmp_run / "gen_001" / "synthetic.pt").exists()  # keep_synthetic=auto: re-drawable, not stored
     ck = torch.load(tmp_run / "gen_002" / "checkpoint.pt", weights_only=True)
     assert ck["generation"] == 2 and ck["generator"]["theta"].shape == (20, 8)
     assert ck["config"]["generations"] == 2
@@ -97,6 +97,7 @@ def test_diff_configs_ignores_resume_safe_keys():
     ("verifier.radius=-1", r"verifier\.radius=-1 is invalid"),
     ("policy.n_synthetic=0", r"policy\.n_synthetic=0 is invalid: it must be an integer >= 1"),
     ("replicates=0", r"replicates=0 is invalid"),
+    ("keep_synthetic=maybe", r"keep_synthetic='maybe' is invalid: use auto \(stored only where the policy accumulates"),
     ("device=tpu", r"device='tpu' is not understood"),
 ])
 def test_bad_values_give_clear_errors(tmp_run, override, message):
@@ -191,3 +192,14 @@ def test_sigkill_then_resume_gives_identical_metrics(tmp_path, study, policy):
     assert p.returncode == 0, p.stdout + p.stderr
     assert strip_wall(read_rows(run_dir)) == strip_wall(read_rows(ref))
     assert Path(run_dir / "summary.json").exists()
+
+
+@pytest.mark.parametrize("policy,keep,stored", [("verify", "auto", False), ("verify", "true", True),
+                                                ("accumulate", "auto", True), ("accumulate", "false", True),
+                                                ("replace", "false", False)])
+def test_synthetic_sets_are_stored_where_asked_or_needed(tmp_run, policy, keep, stored):
+    """auto (the default) stores a generation's synthetic set only where the policy reads it back (it
+    accumulates); true stores every one; an accumulating policy stores them whatever the key says."""
+    run_cfg(FAST + ["generations=2", "samples_every=0", f"policy={policy}", f"keep_synthetic={keep}"], tmp_run)
+    assert [(tmp_run / f"gen_{g:03d}" / "synthetic.pt").exists() for g in (1, 2)] == [stored, stored]
+    assert not (tmp_run / "gen_000" / "synthetic.pt").exists()

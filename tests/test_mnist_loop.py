@@ -83,7 +83,7 @@ def test_soft_selection_keeps_the_quota_and_differs_from_top(tmp_path, fake_root
 
     from collapselab.checkpoint import load_torch
 
-    base = tiny(fake_root) + verifier + ["generations=1", "verifier.keep_fraction=0.25"]
+    base = tiny(fake_root) + verifier + ["generations=1", "verifier.keep_fraction=0.25", "keep_synthetic=true"]
     kept = {}
     extra = [["verifier.selection=softmax", "verifier.temperature=0"], ["verifier.selection=softmax"]]
     if "verifier=discriminator" in verifier:
@@ -160,7 +160,8 @@ def test_synthetic_sets_are_exactly_regenerable(tmp_path, fake_root, verifier):
     from collapselab.checkpoint import load_torch
     from collapselab.loop import regenerate_synthetic
 
-    run_cfg(tiny(fake_root) + [f"verifier={verifier}", "generations=2"] + permissive(verifier), tmp_path)
+    run_cfg(tiny(fake_root) + [f"verifier={verifier}", "generations=2", "keep_synthetic=true"] + permissive(verifier),
+            tmp_path)
     for g in (1, 2):
         stored = load_torch(tmp_path / f"gen_{g:03d}" / "synthetic.pt")
         again = regenerate_synthetic(tmp_path, g)
@@ -176,7 +177,8 @@ def test_linear_synthetic_sets_are_exactly_regenerable(tmp_path):
     from collapselab.checkpoint import load_torch
     from collapselab.loop import regenerate_synthetic
 
-    run_cfg(["generator=linear", "replicates=10", "generations=2", "verifier.reliability=0.5"], tmp_path)
+    run_cfg(["generator=linear", "replicates=10", "generations=2", "verifier.reliability=0.5", "keep_synthetic=true"],
+            tmp_path)
     stored = load_torch(tmp_path / "gen_002" / "synthetic.pt")
     again = regenerate_synthetic(tmp_path, 2)
     assert torch.equal(again.x.cpu(), stored["x"]) and torch.equal(again.y.cpu(), stored["y"])

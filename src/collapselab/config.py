@@ -112,8 +112,12 @@ def validate_common(cfg: dict) -> None:
     require_int(cfg, "seed", 0, hi=2**63 - 1)
     require_int(cfg, "replicates", 1)
     require_int(cfg, "samples_every", 0)
-    for key in ("resume", "keep_synthetic", "progress"):
+    for key in ("resume", "progress"):
         require_bool(cfg, key)
+    keep = get(cfg, "keep_synthetic")
+    if keep != "auto" and not isinstance(keep, bool):
+        raise ConfigError(f"keep_synthetic={keep!r} is invalid: use auto (stored only where the policy accumulates "
+                          "and reads them back), true (every generation's synthetic set) or false")
     if "adopt_dir" in cfg:  # train.py's key (a config built by hand may leave it out)
         require_bool(cfg, "adopt_dir")
     for group in ("generator", "verifier", "policy"):

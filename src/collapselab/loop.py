@@ -172,7 +172,7 @@ def _save_generation(run_dir: Path, cfg: dict, study, policy: Policy, t: int, mo
         study.save_samples(gdir / "samples.png", model, t, col, tb)
     tb.log_scalars(row, t)
     tb.flush()
-    if t > 0 and (policy.keeps_history or cfg.get("keep_synthetic", True)):
+    if t > 0 and (policy.keeps_history or cfg.get("keep_synthetic", "auto") is True):
         save_torch(study.pack_synthetic(synthetic), gdir / SYNTHETIC)
     save_torch({"generation": t, "config": cfg, "generator": model.state_dict(),
                 "verifier": study.verifier_state(), "metrics": row}, gdir / CHECKPOINT)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import logging
 import json
@@ -128,6 +129,15 @@ def save_torch(obj: Any, path: Path) -> None:
     buf = io.BytesIO()  # serialised first, so a full disk shows up as the OSError of a plain write
     torch.save(obj, buf)
     _atomic_write(Path(path), lambda f: f.write(buf.getbuffer()))
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of a file's bytes (``algorithm``: a hashlib name, e.g. md5, sha256), read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_torch(path: Path) -> Any:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import cache_lock, check_writable, load_torch, move_aside, save_torch
+from .checkpoint import cache_lock, check_writable, file_digest, load_torch, move_aside, save_torch
 from .data.mnist import MNIST, N_CLASSES, binarize, class_balanced_indices
 from .device import bf16_autocast
 from .errors import RunError
@@ -122,11 +122,7 @@ def manifest() -> dict:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 @functools.lru_cache(maxsize=None)

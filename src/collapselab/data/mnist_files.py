@@ -8,7 +8,6 @@ uncompressed IDX files, and files are written under a temporary name and renamed
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import cache_lock, check_writable
+from ..checkpoint import cache_lock, check_writable, file_digest
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -45,11 +44,7 @@ def raw_dir(root: str | Path) -> Path:
 
 
 def md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def check_files(folder: Path, expected: dict[str, str] = FILES) -> None:

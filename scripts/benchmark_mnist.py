@@ -19,8 +19,6 @@ import argparse
 import json
 import logging
 import math
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ from omegaconf import OmegaConf
 
 from collapselab.batch import Batch
 from collapselab.data.mnist import binarize, class_balanced_indices
-from collapselab.device import _cpu_flags, native_bf16, resolve_device
+from collapselab.device import _cpu_flags, cpu_model, native_bf16, resolve_device
 from collapselab.loop import run
 from collapselab.nets import JUDGE, classifier_spec, train_net
 from collapselab.policies import build_policy
@@ -63,11 +61,7 @@ ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int
 
 def cpu_header(device: torch.device) -> str:
     """CPU model, the ISA flags that decide the kernels, threads and torch (and the GPU where one is used)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
+    model = cpu_model()
     flags = _cpu_flags()
     isa = " ".join(f for f in ISA if f in flags) or "none of " + " ".join(ISA)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
@@ -165,7 +159,7 @@ def stage_table(task, device: torch.device, peaks: dict[str, float], profile: st
     ev.prepare()
     n_eval = ev.eval_samples + len(task.data.mnist.test_y)
     stage("evaluate", lambda: ev(model, g), lambda: _eval_small(ev, model, g), n_eval,
-          _eval_small.n, "fp32")
+          1000 + len(task.data.mnist.test_y), "fp32")
     spec = classifier_spec(10000)
     spec_1 = type(spec)(**{**spec.__dict__, "epochs": 1})
     small_spec = type(spec)(**{**spec.__dict__, "epochs": 1, "train_size": 1000})
@@ -185,8 +179,6 @@ def _eval_small(ev, model, g):
     finally:
         ev.eval_samples, ev.pr_samples = keep
 
-
-_eval_small.n = 1000 + 10000
 
 
 def print_stages(rows: list[dict], peaks: dict[str, float]) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
@@ -27,19 +25,12 @@ import torch
 
 from collapselab.checkpoint import load_torch, save_torch
 from collapselab.data.mnist import load_mnist
+from collapselab.device import cpu_model
 from collapselab.nets import EVALUATOR, JUDGE, MANIFEST, SHIPPED, classifier_spec, sha256, train_net
 from collapselab.studies.mnist_eval import test_statistics
 
 SPECS = (EVALUATOR, JUDGE, classifier_spec(60000))
 THREADS = 2  # the thread count the shipped files were trained with (training is deterministic given it)
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def build(out: Path, root: str) -> dict:

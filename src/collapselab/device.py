@@ -72,6 +72,18 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (lscpu's "Model name", else /proc/cpuinfo's "model name", else platform's)."""
+    import platform
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls/convs run natively: CUDA with bf16 support, or a CPU with AMX or AVX512-BF16."""
     if device.type == "cuda":

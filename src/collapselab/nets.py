@@ -141,48 +141,54 @@ def shipped_file(name: str) -> Path | None:
     return path
 
 
+def _from_blob(spec: NetSpec, blob: dict) -> tuple[SmallCNN, float]:
+    """(network, test accuracy) from a saved {"state", "test_accuracy"} blob."""
+    net = SmallCNN(spec.widths, spec.feat)
+    net.load_state_dict(blob["state"])
+    return net, float(blob["test_accuracy"])
+
+
 def _load_cached(spec: NetSpec, path: Path) -> tuple[SmallCNN, float] | None:
     """The cached network at ``path``, or None when there is none; an unreadable one is moved aside."""
     if not path.exists():
         return None
-    net = SmallCNN(spec.widths, spec.feat)
     try:
-        blob = load_torch(path)
-        net.load_state_dict(blob["state"])
-        acc = float(blob["test_accuracy"])
+        net, acc = _from_blob(spec, load_torch(path))
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file: keep it for its owner, train anew
         return move_aside(path, e, "training it again")
     log.info("%s network: cached %s, test accuracy %.4f", spec.role, path.name, acc)
     return net, acc
 
 
+def _cached_or_trained(spec: NetSpec, data: MNIST, path: Path, device: torch.device,
+                       progress: bool) -> tuple[SmallCNN, float]:
+    """The network cached at ``path``, or trained now and cached there (under the cache's lock)."""
+    with cache_lock(path):  # another job may be training this very network: wait, then load its file
+        found = _load_cached(spec, path)
+        if found is None:
+            check_writable(path.parent, f"the {spec.role} network")  # before it trains, not after
+            log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
+                     spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
+            found = train_net(spec, data, device, progress)
+            save_torch({"state": {k: v.cpu() for k, v in found[0].state_dict().items()},
+                        "test_accuracy": found[1], "spec": json.dumps(asdict(spec))}, path)
+            log.info("%s network: test accuracy %.4f", spec.role, found[1])
+    return found
+
+
 def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
             progress: bool = True) -> tuple[SmallCNN, float]:
-    """The trained network for ``spec`` from memory, the disk cache, or by training it (then cached)."""
+    """The trained network for ``spec`` from memory, the package (shipped), the disk cache, or by training it
+    (then cached)."""
     key = spec.key(data.key)
-    if key not in _MEMO and (shipped := shipped_file(f"{key}.pt")) is not None:
-        blob = load_torch(shipped)
-        net = SmallCNN(spec.widths, spec.feat)
-        net.load_state_dict(blob["state"])
-        log.info("%s network: shipped %s (checksum verified), test accuracy %.4f", spec.role, shipped.name,
-                 float(blob["test_accuracy"]))
-        _MEMO[key] = (net.eval().requires_grad_(False), float(blob["test_accuracy"]))
     if key not in _MEMO:
-        path = Path(cache_dir) / f"{key}.pt"
-        with cache_lock(path):  # another job may be training this very network: wait, then load its file
-            found = _load_cached(spec, path)
-            if found is None:
-                check_writable(path.parent, f"the {spec.role} network")  # before it trains, not after
-                log.info("training the %s network (%d images, %d epochs); cached afterwards in %s",
-                         spec.role, min(spec.train_size, len(data.train_y)), spec.epochs, path)
-                found = train_net(spec, data, device, progress)
-                save_torch({"state": {k: v.cpu() for k, v in found[0].state_dict().items()},
-                            "test_accuracy": found[1], "spec": json.dumps(asdict(spec))}, path)
-                log.info("%s network: test accuracy %.4f", spec.role, found[1])
-        net = found[0].eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        _MEMO[key] = (net, found[1])
+        if (shipped := shipped_file(f"{key}.pt")) is not None:
+            found = _from_blob(spec, load_torch(shipped))
+            log.info("%s network: shipped %s (checksum verified), test accuracy %.4f", spec.role, shipped.name,
+                     found[1])
+        else:
+            found = _cached_or_trained(spec, data, Path(cache_dir) / f"{key}.pt", device, progress)
+        _MEMO[key] = (found[0].eval().requires_grad_(False), found[1])
     net, acc = _MEMO[key]
     return net.to(device), acc
 

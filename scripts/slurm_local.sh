@@ -42,7 +42,11 @@ install_missing() {
   command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get: install SLURM, munge and MariaDB yourself"
   [[ $(id -u) == 0 ]] || die "missing ${need[*]}: run as root (e.g. sudo bash scripts/slurm_local.sh start) to install them"
   say "installing ${need[*]} (apt-get)"
+  # a fresh image has no package lists yet: update them once when the first install finds nothing
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >"$DIR/apt.log" 2>&1 ||
+    { say "apt-get install failed; updating the package lists and trying again" &&
+      apt-get update -q >>"$DIR/apt.log" 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >>"$DIR/apt.log" 2>&1; } ||
     die "apt-get install ${need[*]} failed (see $DIR/apt.log)"
 }
 

@@ -188,7 +188,10 @@ def get_net(spec: NetSpec, data: MNIST, cache_dir: Path, device: torch.device,
                      found[1])
         else:
             found = _cached_or_trained(spec, data, Path(cache_dir) / f"{key}.pt", device, progress)
-        _MEMO[key] = (found[0].eval().requires_grad_(False), found[1])
+        net = found[0].eval().requires_grad_(False)
+        if device.type == "cpu":  # after any save: oneDNN's channels-last convolutions are ~1.7x faster here
+            net = net.to(memory_format=torch.channels_last)
+        _MEMO[key] = (net, found[1])
     net, acc = _MEMO[key]
     return net.to(device), acc
 
@@ -208,15 +211,16 @@ class NetCache:
 def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = False) -> tuple[Tensor, Tensor]:
     """(logits [N, 10], features [N, feat]) for images x [N, 1, 28, 28]; fp32 unless ``bf16``.
 
-    With ``bf16`` the conv body runs under bf16 autocast on channels-last inputs (2-3x faster on CPUs
-    with native bf16); the head still runs in fp32, so scores do not collapse into bf16 ties.
+    On a CPU the inputs are channels-last (get_net keeps its networks so: about 1.7x faster in fp32, the same
+    logits to ~1e-7). With ``bf16`` the conv body runs under bf16 autocast (2-3x faster on CPUs with native
+    bf16); the head still runs in fp32, so scores do not collapse into bf16 ties.
     """
     net.eval()
     logits, feats = [], []
     dev = next(net.parameters()).device
     for i in range(0, len(x), batch):
         xb = x[i:i + batch].to(dev)
-        if bf16:
+        if bf16 or dev.type == "cpu":
             xb = xb.contiguous(memory_format=torch.channels_last)
         with bf16_autocast(dev, bf16):
             f = net.features(xb)

@@ -12,7 +12,7 @@ from ..batch import Batch
 from ..config import check_bool, check_choice, check_int, check_number
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, N_PIXELS
 from ..device import bf16_autocast, native_bf16, resolve_bf16
-from ..training import train_minibatch
+from ..training import adam, train_minibatch
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ class ConvDecoder(nn.Module):
         self.deconv = nn.Sequential(nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.GELU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
 
     def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
-        h = self.fc(z if c is None else torch.cat([z, c], 1))
-        return self.deconv(h.view(-1, 64, 7, 7))
+        h = self.fc(z if c is None else torch.cat([z, c], 1)).view(-1, 64, 7, 7)
+        if h.device.type == "cpu" and not torch.is_grad_enabled():
+            # sampling and held-out passes on a CPU: oneDNN's channels-last transposed convolutions are about
+            # 1.4x faster at sampling batch sizes (not in training, where they are slower at batch 128)
+            h = h.contiguous(memory_format=torch.channels_last)
+        return self.deconv(h)
 
 
 class MLPEncoder(nn.Module):
@@ -63,6 +67,12 @@ class MLPDecoder(nn.Module):
 
     def forward(self, z: Tensor, c: Tensor | None) -> Tensor:
         return self.net(z if c is None else torch.cat([z, c], 1)).view(-1, *IMAGE_SHAPE)
+
+
+def bernoulli(p: Tensor, rng: torch.Generator) -> Tensor:
+    """Pixels ~ Bernoulli(p) as 0/1 floats: [u < p] for u ~ U[0, 1) from ``rng`` (2-3x faster on a CPU than
+    torch.bernoulli, the same distribution)."""
+    return (torch.rand(p.shape, generator=rng, device=p.device, dtype=p.dtype) < p).to(p.dtype)
 
 
 ARCHS = {"conv": (ConvEncoder, ConvDecoder), "mlp": (MLPEncoder, MLPDecoder)}
@@ -149,7 +159,7 @@ class VAEGenerator:
         perm = torch.randperm(n, generator=rng, device=rng.device).to(self.device)
         n_val = max(1, int(round(self.val_fraction * n))) if n >= 20 else 0
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        opt = adam(self.model.parameters(), self.lr, self.device)
         epochs, sched = self.epochs, None
         if self.lr_schedule == "onecycle":
             per_epoch = max(1, math.ceil((n - n_val) / self.batch_size))
@@ -184,7 +194,7 @@ class VAEGenerator:
         out = []
         for i in range(0, len(y), batch):
             p = self._mean_batch(y[i:i + batch].to(self.device), rng)
-            out.append(torch.bernoulli(p, generator=rng) if self.sampling == "bernoulli" else (p >= 0.5).float())
+            out.append(bernoulli(p, rng) if self.sampling == "bernoulli" else (p >= 0.5).float())
         return torch.cat(out)
 
     @torch.no_grad()

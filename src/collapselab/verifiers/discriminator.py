@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..data.mnist import N_CLASSES, N_PIXELS
 from ..device import bf16_autocast
-from ..training import train_minibatch
+from ..training import adam, train_minibatch
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class DiscriminatorVerifier:
                 logit = self.net(x[b], y[b])
             return F.binary_cross_entropy_with_logits(logit.float(), t[b])
 
-        train_minibatch(self.net, loss_fn, tr, optimizer=torch.optim.Adam(self.net.parameters(), lr=self.lr),
+        train_minibatch(self.net, loss_fn, tr, optimizer=adam(self.net.parameters(), self.lr, self.device),
                         epochs=self.epochs, batch_size=self.batch_size, rng=rng, desc="discriminator",
                         progress=self.progress)
         self.net.eval()

@@ -4,6 +4,7 @@
     python scripts/benchmark_mnist.py verifier=classifier      # any train.py overrides
     python scripts/benchmark_mnist.py --precision both         # also the fp32 vs bf16 throughput table
     python scripts/benchmark_mnist.py --profile "CVAE fit"     # torch.profiler's top operators of one stage
+    python scripts/benchmark_mnist.py --emulate-avx2           # this CPU limited to AVX2 (no AVX-512, no bf16)
 
 Prints (1) the header: CPU model, ISA flags, threads, torch; (2) the machine's reachable peak: a large fp32
 matmul, and a bf16 one where bf16 is native; (3) the roofline table: each stage of a generation at the
@@ -12,6 +13,11 @@ network trained locally) with seconds, samples/s, achieved GFLOP/s (matmul and c
 torch.utils.flop_counter) and its share of the peak at the stage's precision; (4) a real run of generation 0
 and 1 of the configured study with the seconds of each stage as metrics.jsonl records them. Run it on a quiet
 machine: another job on the same cores changes every figure.
+
+``--emulate-avx2`` runs the same benchmark with oneDNN and ATen limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
+ATEN_CPU_CAPABILITY=avx2; oneDNN then reports no bf16, so ``bf16=auto`` is off): an estimate of the AVX2-only
+class (e.g. AMD EPYC) on an AVX-512 machine. Its microarchitecture is still this CPU's, so time a real
+AVX2 machine where you have one.
 """
 from __future__ import annotations
 
@@ -19,11 +25,18 @@ import argparse
 import json
 import logging
 import math
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+if "--emulate-avx2" in sys.argv[1:] and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+    # the ISA limits are read when torch loads: start again with them set
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
+
+import torch  # noqa: E402  (after the re-exec above)
 from torch.utils.flop_counter import FlopCounterMode
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -65,6 +78,9 @@ def cpu_header(device: torch.device) -> str:
     flags = _cpu_flags()
     isa = " ".join(f for f in ISA if f in flags) or "none of " + " ".join(ISA)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("ATEN_CPU_CAPABILITY"):
+        isa += (f" (limited: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}, "
+                f"ATen {torch.backends.cpu.get_cpu_capability()})")
     return (f"CPU {model} | ISA: {isa} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
             f"device {device}{gpu} | native bf16: {native_bf16(device)}")
 
@@ -252,6 +268,8 @@ def main() -> None:
     p.add_argument("--skip-throughput", action="store_true", help="(with --precision both) skip the fp32/bf16 table")
     p.add_argument("--skip-generation", action="store_true", help="only the peak and the stage table")
     p.add_argument("--profile", metavar="STAGE", help='profile one stage: "CVAE fit", "propose", "score", "evaluate"')
+    p.add_argument("--emulate-avx2", action="store_true",
+                   help="limit oneDNN and ATen to AVX2 (no AVX-512, no bf16): an estimate of an AVX2-only CPU")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("collapselab", "collapselab.studies.mnist", "collapselab.verifiers.mnist", "collapselab.nets"):

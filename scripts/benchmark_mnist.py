@@ -14,8 +14,8 @@ torch.utils.flop_counter) and its share of the peak at the stage's precision; (4
 and 1 of the configured study with the seconds of each stage as metrics.jsonl records them. Run it on a quiet
 machine: another job on the same cores changes every figure.
 
-``--emulate-avx2`` runs the same benchmark with oneDNN and ATen limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
-ATEN_CPU_CAPABILITY=avx2; oneDNN then reports no bf16, so ``bf16=auto`` is off): an estimate of the AVX2-only
+``--emulate-avx2`` runs the same benchmark with oneDNN, ATen and MKL limited to AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2; oneDNN then reports no bf16, so ``bf16=auto`` is off): an estimate of the AVX2-only
 class (e.g. AMD EPYC) on an AVX-512 machine. Its microarchitecture is still this CPU's, so time a real
 AVX2 machine where you have one.
 """
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 if "--emulate-avx2" in sys.argv[1:] and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
     # the ISA limits are read when torch loads: start again with them set
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
@@ -80,7 +80,8 @@ def cpu_header(device: torch.device) -> str:
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     if os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("ATEN_CPU_CAPABILITY"):
         isa += (f" (limited: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}, "
-                f"ATen {torch.backends.cpu.get_cpu_capability()})")
+                f"ATen {torch.backends.cpu.get_cpu_capability()}, "
+                f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '-')})")
     return (f"CPU {model} | ISA: {isa} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
             f"device {device}{gpu} | native bf16: {native_bf16(device)}")
 
@@ -269,7 +270,7 @@ def main() -> None:
     p.add_argument("--skip-generation", action="store_true", help="only the peak and the stage table")
     p.add_argument("--profile", metavar="STAGE", help='profile one stage: "CVAE fit", "propose", "score", "evaluate"')
     p.add_argument("--emulate-avx2", action="store_true",
-                   help="limit oneDNN and ATen to AVX2 (no AVX-512, no bf16): an estimate of an AVX2-only CPU")
+                   help="limit oneDNN, ATen and MKL to AVX2 (no AVX-512, no bf16): an estimate of an AVX2-only CPU")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("collapselab", "collapselab.studies.mnist", "collapselab.verifiers.mnist", "collapselab.nets"):

@@ -35,12 +35,13 @@ def test_benchmark_prints_the_roofline_table_and_a_generation(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_emulates_an_avx2_only_cpu(tmp_path):
-    """--emulate-avx2 restarts with oneDNN and ATen limited to AVX2: the header says so, bf16 is off, no bf16 peak."""
+    """--emulate-avx2 restarts with oneDNN, ATen and MKL limited to AVX2: the header says so, bf16 is off, no bf16 peak."""
     p = subprocess.run([sys.executable, "scripts/benchmark_mnist.py", "--emulate-avx2", "--skip-generation",
                         "data.source=fake", f"data.root={tmp_path}", "policy.n_synthetic=200",
                         "data.eval_samples=100", "data.pr_samples=50"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]
-    assert "(limited: ONEDNN_MAX_CPU_ISA=AVX2, ATen AVX2)" in out and "native bf16: False" in out
+    assert "(limited: ONEDNN_MAX_CPU_ISA=AVX2, ATen AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2)" in out
+    assert "native bf16: False" in out
     assert "-> fp32" in out and "bf16 " not in out.split("reachable peak")[1].splitlines()[0]

@@ -78,7 +78,7 @@ def cpu_header(device: torch.device) -> str:
     flags = _cpu_flags()
     isa = " ".join(f for f in ISA if f in flags) or "none of " + " ".join(ISA)
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("ATEN_CPU_CAPABILITY"):
+    if any(os.environ.get(k) for k in AVX2_ENV):  # an ISA limit (--emulate-avx2, or set by hand)
         isa += (f" (limited: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}, "
                 f"ATen {torch.backends.cpu.get_cpu_capability()}, "
                 f"MKL_ENABLE_INSTRUCTIONS={os.environ.get('MKL_ENABLE_INSTRUCTIONS', '-')})")

@@ -128,6 +128,36 @@ def test_vae_decoder_gives_the_same_images_in_either_memory_layout():
     assert torch.allclose(inference, training.detach(), atol=1e-5)
 
 
+def test_vae_cache_sized_chunks_draw_and_score_what_one_pass_does(monkeypatch):
+    """On a CPU the decoder and the NELBO pass run in sub-batches; the random draws stay one per block, so the
+    samples, mean images and NELBOs match one pass over the block (and the stream is left in the same state)."""
+    import collapselab.generators.vae as V
+    g = VAEGenerator(torch.device("cpu"), bf16=False, progress=False)
+    y = torch.arange(230) % 10
+    x = (torch.rand(230, 1, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+
+    def run(chunk: int):
+        monkeypatch.setattr(V, "CPU_DECODE_CHUNK", chunk)
+        monkeypatch.setattr(V, "CPU_NELBO_CHUNK", chunk)
+        r = torch.Generator().manual_seed(5)
+        return (g.decode(y, r, batch=100), g.decode_mean(y, r, batch=100), g.batch_nelbo(x, y, r, batch=100),
+                torch.rand(3, generator=r))
+
+    one, chunked = run(10_000), run(7)
+    assert torch.equal(one[0], chunked[0]) and torch.equal(one[3], chunked[3])
+    assert torch.allclose(one[1], chunked[1], atol=1e-6) and torch.allclose(one[2], chunked[2], rtol=1e-6)
+    assert one[0].shape == (230, 1, 28, 28) and one[2].shape == (230,)
+
+
+def test_predict_logits_cache_sized_batches_match_one_pass():
+    from collapselab.nets import SmallCNN, inference_batch, predict_logits
+    assert inference_batch(torch.device("cpu")) <= 512 < inference_batch(torch.device("cuda"))
+    net = SmallCNN().to(memory_format=torch.channels_last)
+    x = (torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    small, whole = predict_logits(net, x, batch=64), predict_logits(net, x, batch=300)
+    assert small[0].shape == (300, 10) and torch.allclose(small[0], whole[0], atol=1e-5)
+
+
 def test_trainer_adam_is_fused_on_cpu():
     from collapselab.training import adam
     opt = adam([torch.nn.Parameter(torch.zeros(3))], 1e-3, torch.device("cpu"))

@@ -207,8 +207,20 @@ class NetCache:
         return get_net(spec, self.data.mnist, self.data.cache_dir, self.device, self.progress)
 
 
+# Inference batch on a CPU: 256 images keep a layer's activations (<= 25 MB for the judge's first conv) in the
+# cache, 3-3.5x faster than batches of 5000 on 2 cores (the logits are bit-identical: each image's arithmetic does
+# not depend on the batch). A GPU wants large batches.
+CPU_INFERENCE_BATCH, DEVICE_INFERENCE_BATCH = 256, 5000
+
+
+def inference_batch(device: torch.device) -> int:
+    """Images per forward pass for inference on ``device``: cache-sized on a CPU, large elsewhere."""
+    return CPU_INFERENCE_BATCH if device.type == "cpu" else DEVICE_INFERENCE_BATCH
+
+
 @torch.no_grad()
-def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = False) -> tuple[Tensor, Tensor]:
+def predict_logits(net: SmallCNN, x: Tensor, batch: int | None = None,
+                   bf16: bool = False) -> tuple[Tensor, Tensor]:
     """(logits [N, 10], features [N, feat]) for images x [N, 1, 28, 28]; fp32 unless ``bf16``.
 
     On a CPU the inputs are channels-last (get_net keeps its networks so: about 1.7x faster in fp32, the same
@@ -218,6 +230,7 @@ def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = Fal
     net.eval()
     logits, feats = [], []
     dev = next(net.parameters()).device
+    batch = batch or inference_batch(dev)
     for i in range(0, len(x), batch):
         xb = x[i:i + batch].to(dev)
         if bf16 or dev.type == "cpu":
@@ -230,7 +243,7 @@ def predict_logits(net: SmallCNN, x: Tensor, batch: int = 5000, bf16: bool = Fal
     return torch.cat(logits), torch.cat(feats)
 
 
-def predict(net: SmallCNN, x: Tensor, batch: int = 5000) -> tuple[Tensor, Tensor]:
+def predict(net: SmallCNN, x: Tensor, batch: int | None = None) -> tuple[Tensor, Tensor]:
     """(softmax probabilities [N, 10], features [N, feat]) for binary images x [N, 1, 28, 28], in fp32."""
     logits, feats = predict_logits(net, x, batch)
     return logits.softmax(1), feats

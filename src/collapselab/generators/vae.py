@@ -69,6 +69,18 @@ class MLPDecoder(nn.Module):
         return self.net(z if c is None else torch.cat([z, c], 1)).view(-1, *IMAGE_SHAPE)
 
 
+# On a CPU the decoder and the NELBO pass run in sub-batches whose activations stay in the cache (1.8-2x faster
+# on 2 cores than one pass over a block of 5000 or 2000 images); the random draws stay one per block, so every
+# sample and every NELBO is the same as in one pass
+CPU_DECODE_CHUNK, CPU_NELBO_CHUNK = 1000, 500
+
+
+def _chunks(n: int, device: torch.device, cpu_chunk: int) -> list[slice]:
+    """Slices covering range(n): ``cpu_chunk`` long on a CPU, one slice elsewhere."""
+    step = cpu_chunk if device.type == "cpu" else max(n, 1)
+    return [slice(i, i + step) for i in range(0, n, step)]
+
+
 def bernoulli(p: Tensor, rng: torch.Generator) -> Tensor:
     """Pixels ~ Bernoulli(p) as 0/1 floats: [u < p] for u ~ U[0, 1) from ``rng`` (2-3x faster on a CPU than
     torch.bernoulli, the same distribution)."""
@@ -91,12 +103,14 @@ class VAE(nn.Module):
     def cond(self, y: Tensor) -> Tensor | None:
         return F.one_hot(y, N_CLASSES).float() if self.conditional else None
 
-    def nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None) -> Tensor:
-        """Per-sample negative ELBO [N] (nats): summed Bernoulli BCE + KL, one posterior sample."""
+    def nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator | None, eps: Tensor | None = None) -> Tensor:
+        """Per-sample negative ELBO [N] (nats): summed Bernoulli BCE + KL, one posterior sample (its noise
+        ``eps`` [N, latent_dim] drawn from ``rng`` unless given)."""
         c = self.cond(y)
         # the latent statistics and the loss stay fp32 under bf16 autocast (only the layers run in bf16)
         mu, logvar = self.encoder(x, c).float().chunk(2, dim=1)
-        eps = torch.randn(mu.shape, generator=rng, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=rng, device=mu.device, dtype=mu.dtype)
         z = mu + eps * (0.5 * logvar).exp()
         logits = self.decoder(z, c)
         rec = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none").flatten(1).sum(1)
@@ -148,9 +162,12 @@ class VAEGenerator:
         self.model.eval()
         out = []
         for i in range(0, len(y), batch):
+            xb, yb = x[i:i + batch].to(self.device), y[i:i + batch].to(self.device)
+            eps = torch.randn(len(yb), self.model.latent_dim, generator=rng, device=self.device)
             with self._autocast(bf16 and self.amp):
-                out.append(self.model.nelbo(x[i:i + batch].to(self.device), y[i:i + batch].to(self.device), rng))
-        return torch.cat(out).float()
+                out += [self.model.nelbo(xb[s], yb[s], rng, eps[s]).float()
+                        for s in _chunks(len(yb), self.device, CPU_NELBO_CHUNK)]
+        return torch.cat(out)
 
     def fit(self, train: Batch, rng: torch.Generator) -> dict[str, float]:
         """Adam on the training set; stop when the held-out NELBO has not improved for ``patience`` epochs."""
@@ -183,9 +200,12 @@ class VAEGenerator:
     def _mean_batch(self, y: Tensor, rng: torch.Generator) -> Tensor:
         """Decoder probabilities [n, 1, 28, 28] (fp32) for labels y [n] and z ~ N(0, I) drawn from ``rng``."""
         z = torch.randn(len(y), self.model.latent_dim, generator=rng, device=self.device)
+        c = self.model.cond(y)
+        out = []
         with self._autocast():
-            logits = self.model.decoder(z, self.model.cond(y))
-        return torch.sigmoid(logits.float())
+            for s in _chunks(len(y), self.device, CPU_DECODE_CHUNK):
+                out.append(torch.sigmoid(self.model.decoder(z[s], None if c is None else c[s]).float()))
+        return torch.cat(out)
 
     @torch.no_grad()
     def decode(self, y: Tensor, rng: torch.Generator, batch: int = 5000) -> Tensor:

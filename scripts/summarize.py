@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from collapselab.sweeps import Job, aggregate, find_jobs, long_rows  # noqa: E402
 
@@ -58,6 +59,21 @@ def theory_line(jobs: list[Job], label: str, metric: str) -> dict[int, float]:
     return {g: float(np.mean(v)) for g, v in sorted(vals.items())}
 
 
+def log_axis(ax) -> None:
+    """A log-scale y axis whose ticks read as plain numbers (120, 140, ... rather than 10^2 alone): evenly spaced
+    round values when the data span less than a decade, 1-2-5 steps per decade otherwise."""
+    ax.set_yscale("log")
+    lo, hi = ax.dataLim.intervaly
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    if lo > 0 and hi / lo < 10:
+        ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_minor_locator(ticker.NullLocator())
+    else:
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -85,7 +101,7 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
     ax.set_xlabel("generation")
     ax.set_ylabel(metric)
     if logy:
-        ax.set_yscale("log")
+        log_axis(ax)
     ax.set_title(f"{metric}: mean and 95% interval across seeds")
     ax.legend(fontsize=7)
     fig.tight_layout()

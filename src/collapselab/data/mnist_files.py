@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -180,10 +181,15 @@ def fetch_torchvision(dest: Path, expected: dict[str, str] = FILES) -> None:
                 MNIST(tmp, train=True, download=True)
                 MNIST(tmp, train=False, download=True)
             except Exception as e:  # noqa: BLE001 - every network failure looks different
-                raise DataError(f"torchvision could not download MNIST ({type(e).__name__}: {str(e)[:200]})") from e
+                raise DataError(f"torchvision could not download MNIST ({type(e).__name__}: {one_line(e)})") from e
             _install_checked(Path(tmp) / "MNIST" / "raw", dest, expected)
     finally:
         socket.setdefaulttimeout(old)
+
+
+def one_line(e: BaseException, width: int = 240) -> str:
+    """An exception's message on one line (a multi-line download error becomes one log or error line)."""
+    return textwrap.shorten(" ".join(str(e).split()), width, placeholder=" ...")
 
 
 def ensure_mnist(root: str | Path, source: str = "auto") -> Path:

@@ -99,6 +99,7 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
     if any(j.summary.get(f"theory_one_round_{metric}") for j in jobs):
         ax.plot([], [], "k*", ms=10, label="theory: one round")
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel(metric)
     if logy:
         log_axis(ax)

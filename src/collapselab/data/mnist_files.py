@@ -181,14 +181,15 @@ def fetch_torchvision(dest: Path, expected: dict[str, str] = FILES) -> None:
                 MNIST(tmp, train=True, download=True)
                 MNIST(tmp, train=False, download=True)
             except Exception as e:  # noqa: BLE001 - every network failure looks different
-                raise DataError(f"torchvision could not download MNIST ({type(e).__name__}: {one_line(e)})") from e
+                raise DataError(f"torchvision could not download MNIST ({type(e).__name__}: {e})") from e
             _install_checked(Path(tmp) / "MNIST" / "raw", dest, expected)
     finally:
         socket.setdefaulttimeout(old)
 
 
-def one_line(e: BaseException, width: int = 240) -> str:
-    """An exception's message on one line (a multi-line download error becomes one log or error line)."""
+def one_line(e: BaseException, width: int = 400) -> str:
+    """An exception's message on one line, at most ``width`` characters: a source's multi-line failure (torchvision
+    prints a line per mirror, pip its whole log) becomes one log line and one part of the final error."""
     return textwrap.shorten(" ".join(str(e).split()), width, placeholder=" ...")
 
 
@@ -217,6 +218,7 @@ def ensure_mnist(root: str | Path, source: str = "auto") -> Path:
                 log.info("MNIST ready in %s (from %s, MD5 checked)", dest, name)
                 return dest
             except DataError as e:
-                errors.append(f"{name}: {e}")
-                log.info("MNIST source %s failed: %s", name, e)
+                why = one_line(e)
+                errors.append(f"{name}: {why}")
+                log.info("MNIST source %s failed: %s", name, why)
     raise DataError("could not obtain MNIST: " + "; ".join(errors))

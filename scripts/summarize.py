@@ -4,12 +4,18 @@
     python scripts/summarize.py SWEEP_DIR --metrics fid test_nelbo
     python scripts/summarize.py RUN_A RUN_B SWEEP_C --out figs   # several runs / sweeps side by side
     python scripts/summarize.py SWEEP_DIR --heatmap verifier.radius verifier.bias   # one-round gain map (linear)
+    python scripts/summarize.py SWEEP_DIR --pair arm=discriminator arm=replace --at 1 10   # paired differences
+    python scripts/summarize.py SWEEP_DIR --versus-generation0 --ratio fid recall         # each generation vs gen 0
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
 columns), aggregate.csv and aggregate.md (mean and 95% t-interval across seeds per setting), and
 <metric>.png (metric against generation, one line per setting with its band; for linear sweeps the
 theory's stationary level and one-round prediction drawn on top). Failed and unfinished jobs are
 listed, not fatal.
+
+Paired comparisons (--pair, --versus-generation0) go to paired.md and paired.csv: per metric and generation, the
+difference (or, for --ratio metrics, the ratio) on the seeds both sides have, mean and 95% t-interval across
+seeds, and a verdict: higher, lower, or "not distinguishable with S seeds" when the interval holds 0 (ratio: 1).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from collapselab.sweeps import Job, aggregate, find_jobs, long_rows  # noqa: E402
+from collapselab.sweeps import Job, aggregate, find_jobs, long_rows, paired_difference  # noqa: E402
 
 log = logging.getLogger("summarize")
 LINEAR = ["param_error", "center_error", "accept_rate"]
@@ -140,6 +146,57 @@ def heatmap(jobs: list[Job], xkey: str, ykey: str, path: Path) -> None:
     plt.close(fig)
 
 
+def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, str]], versus0: bool,
+                  ratios: list[str], at: list[int] | None) -> tuple[list[dict], str]:
+    """Rows and Markdown of the paired comparisons: each pair of settings, and each setting against its generation 0.
+    Markdown: one table per metric, a row per comparison, a column per generation."""
+    labels = sorted({j.label for j in jobs})
+    for a, b in pairs:
+        for x in (a, b):
+            if x not in labels:
+                raise SystemExit(f"--pair: no setting {x!r} in this sweep; its settings are: {', '.join(labels)}")
+    last = max((int(r["generation"]) for j in jobs for r in j.rows), default=0)
+    gens = [g for g in at if g <= last] if at else sorted({1, last} - {0})
+    out, md = [], []
+    for metric in metrics:
+        ratio = metric in ratios
+        sign = "/" if ratio else "-"
+        lines: list[tuple[str, dict[int, dict]]] = []
+        for a, b in pairs:
+            lines.append((f"{a} {sign} {b}", {g: paired_difference(jobs, metric, a, b, g, ratio=ratio) for g in gens}))
+        if versus0:
+            for a in labels:
+                lines.append((f"{a}: generation g {sign} generation 0",
+                              {g: paired_difference(jobs, metric, a, "", g, base_generation=0, ratio=ratio)
+                               for g in (gens if at else range(1, last + 1))}))
+        lines = [(name, cells) for name, cells in lines if any(c["n"] for c in cells.values())]
+        if not lines:
+            continue
+        cols = sorted({g for _, cells in lines for g in cells})
+        md.append(f"### {metric}: paired {'ratios' if ratio else 'differences'} on common seeds\n\n"
+                  f"| comparison | {' | '.join(f'generation {g}' for g in cols)} | seeds |\n"
+                  f"|---|{'---|' * len(cols)}---|")
+        for name, cells in lines:
+            row = []
+            for g in cols:
+                c = cells.get(g)
+                if c is None or c["n"] == 0:
+                    row.append("-")
+                    continue
+                out.append(c)
+                mark = "" if c["verdict"] in ("higher", "lower") else " n.d."
+                row.append(f"{fmt(c['mean'])} [{fmt(c['low'])}, {fmt(c['high'])}]{mark}")
+            n = max(c["n"] for c in cells.values())
+            md.append(f"| {name} | {' | '.join(row)} | {n} |")
+        md.append("")
+    if md:
+        md.insert(0, "Mean [95% t-interval] across the seeds both sides have (a seed shares generation 0 across "
+                     "settings). n.d.: not distinguishable with that many seeds (the interval holds 0; for a ratio, 1).\n")
+    for r in out:
+        r["seeds"] = " ".join(r["seeds"])
+    return out, "\n".join(md)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", type=Path, nargs="+", help="sweep dir(s) or run dir(s), compared as one set of jobs")
@@ -147,9 +204,23 @@ def main() -> int:
     p.add_argument("--logy", nargs="+", metavar="METRIC", help="metrics to draw on a log scale")
     p.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/summary)")
     p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
+    p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
+                   help="settings (as labelled in aggregate.md) compared as A - B on common seeds; repeatable")
+    p.add_argument("--versus-generation0", action="store_true",
+                   help="compare every setting at each generation with its own generation 0, seed by seed")
+    p.add_argument("--ratio", nargs="+", default=[], metavar="METRIC",
+                   help="metrics compared as ratios (A / B) rather than differences")
+    p.add_argument("--at", nargs="+", type=int, metavar="GEN",
+                   help="generations of the paired comparisons (default: 1 and the last; --versus-generation0: all)")
+    p.add_argument("--max-generation", type=int, metavar="G", help="summarise generations 0..G only")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     jobs = find_jobs(*a.sweep_dir)
+    if a.max_generation is not None:
+        for j in jobs:
+            j.rows = [r for r in j.rows if int(r["generation"]) <= a.max_generation]
+            if j.status == "unfinished" and len(j.rows) == a.max_generation + 1:
+                j.status = "finished"
     if not jobs:
         log.error("no job directories under %s (looked for .hydra/overrides.yaml and metrics.jsonl)", a.sweep_dir)
         return 2
@@ -190,6 +261,11 @@ def main() -> int:
         f"# Sweep {' '.join(map(str, a.sweep_dir))}\n\n{len(jobs)} jobs: {counts['finished']} finished, {counts['unfinished']} "
         f"unfinished, {counts['failed']} failed. Cells: mean [95% interval across seeds].\n\n"
         + (f"Not finished:\n{status}\n\n" if status else "") + "\n".join(md))
+    if a.pair or a.versus_generation0:
+        prow, pmd = paired_tables(jobs, metrics, [tuple(x) for x in a.pair], a.versus_generation0, a.ratio, a.at)
+        write_csv(prow, out / "paired.csv")
+        (out / "paired.md").write_text(f"# Paired comparisons: {' '.join(map(str, a.sweep_dir))}\n\n" + pmd)
+        log.info("%s", pmd)
     if a.heatmap:
         heatmap(jobs, a.heatmap[0], a.heatmap[1], out / "heatmap.png")
     log.info("wrote %s", out)

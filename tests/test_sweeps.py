@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from collapselab.sweeps import aggregate, find_jobs, long_rows, mean_ci
+from collapselab.sweeps import aggregate, find_jobs, long_rows, mean_ci, paired_difference
 
 from .conftest import ROOT, compose_cfg, read_rows, run_train, strip_wall, train_cmd
 
@@ -67,6 +67,34 @@ def test_aggregate_math(hand_made_sweep):
     assert b[1]["mean"] == pytest.approx(1.25)
     assert mean_ci([5.0]) == (5.0, 5.0, 5.0, 1)
     assert math.isnan(mean_ci([])[0])
+
+
+def test_paired_difference_on_common_seeds(hand_made_sweep):
+    """A - B per seed, only on seeds both settings have, with a t-interval across seeds; far narrower than
+    either setting's own interval when the seeds move both sides together."""
+    jobs = find_jobs(hand_made_sweep)
+    d = paired_difference(jobs, "param_error", "verifier.bias=0.1", "verifier.bias=0.3", 1)
+    assert d["seeds"] == ["0", "1"]  # seed 2 of bias 0.3 failed before generation 1
+    assert d["mean"] == pytest.approx(((2 - 1) + (4 - 1.5)) / 2)
+    half = stats.t.ppf(0.975, 1) * stats.tstd([1.0, 2.5]) / math.sqrt(2)
+    assert (d["low"], d["high"]) == pytest.approx((1.75 - half, 1.75 + half))
+    assert d["verdict"] == "not distinguishable with 2 seeds"  # 12.7 x 0.53: the interval holds 0
+    g0 = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 2, base_generation=0)
+    assert g0["mean"] == pytest.approx(2.0) and g0["verdict"] == "higher" and g0["n"] == 3  # +2, +2, +2
+    r = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 1, base_generation=0, ratio=True)
+    assert r["mean"] == pytest.approx((2 + 4 / 3 + 3) / 3) and r["verdict"] == "not distinguishable with 3 seeds"
+    lower = paired_difference(jobs, "param_error", "verifier.bias=0.3", "verifier.bias=0.1", 2)
+    assert lower["n"] == 1 and lower["verdict"] == "1 common seed(s): no interval"
+
+
+def test_paired_difference_takes_the_seed_from_the_stored_config(tmp_path):
+    """Single runs (no seed override) pair by the seed in their .hydra/config.yaml."""
+    for name, vals in (("a", [1.0, 3.0]), ("b", [1.0, 2.0])):
+        for seed in (0, 1):
+            d = fake_job(tmp_path, f"{name}{seed}", [f"verifier={name}"], [v + seed for v in vals], generations=1)
+            (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+    d = paired_difference(find_jobs(tmp_path), "param_error", "verifier=a", "verifier=b", 1)
+    assert d["seeds"] == ["0", "1"] and d["mean"] == pytest.approx(1.0) and d["low"] == d["high"] == 1.0
 
 
 def test_long_rows_have_overrides_as_columns(hand_made_sweep):

@@ -1,6 +1,8 @@
 """Resolve the ``device`` config key once."""
 from __future__ import annotations
 
+import functools
+
 import os
 import re
 
@@ -82,6 +84,22 @@ def cpu_model() -> str:
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         return platform.processor() or "unknown CPU"
+
+
+@functools.lru_cache(maxsize=None)
+def machine(device_type: str = "cpu") -> dict[str, str]:
+    """What a row's numbers were computed on: the CPU's model, family and widest ISA class (seeded figures agree
+    within one class, not across), the device type and torch's version. Kept in every metrics row, so a run
+    resumed on another machine shows where its generations were made."""
+    flags, family = _cpu_flags(), "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            family = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("cpu family")), "?")
+    except OSError:
+        pass
+    isa = next((name for name, flag in (("amx", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"),
+                                        ("avx2", "avx2")) if flag in flags), "other")
+    return {"cpu": cpu_model(), "cpu_family": family, "isa": isa, "device": device_type, "torch": torch.__version__}
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_failed, write_json
 from .config import get, validate_common
-from .device import resolve_device, set_threads
+from .device import machine, resolve_device, set_threads
 from .errors import ConfigError, RunError
 from .interfaces import Policy
 from .policies import build_policy
@@ -24,7 +24,7 @@ from .tblog import TBLogger
 
 log = logging.getLogger("collapselab")
 
-NOT_METRICS = ("generation", "wall_s", "time")  # per-row keys that are bookkeeping or timing, not results
+NOT_METRICS = ("generation", "wall_s", "time", "machine")  # per-row keys that are bookkeeping, not results
 
 
 class _Clock:
@@ -68,6 +68,7 @@ def _generation(study, policy: Policy, t: int, prev_model, history: list, rng: d
     row.update(fit_stats)
     row["wall_s"] = time.perf_counter() - t0
     row["time"] = clock.seconds
+    row["machine"] = machine(rng["train"].device.type)
     return model, row, synthetic, col
 
 

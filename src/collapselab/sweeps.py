@@ -27,6 +27,7 @@ class Job:
     summary: dict = field(default_factory=dict)
     error: str = ""
     constant: frozenset = frozenset()  # override keys with one value across the whole sweep
+    seed: str | None = None  # the job's seed (its override, else its stored config): what pairs jobs across settings
 
     @property
     def setting(self) -> tuple[tuple[str, str], ...]:
@@ -47,6 +48,18 @@ def _parse_overrides(path: Path) -> dict[str, str]:
         key, _, value = str(item).partition("=")
         out[key.lstrip("+~")] = value
     return out
+
+
+def _job_seed(d: Path, overrides: dict[str, str], summary: dict) -> str | None:
+    if "seed" in overrides:
+        return str(overrides["seed"])
+    if "seed" in summary.get("config", {}):
+        return str(summary["config"]["seed"])
+    cfg_path = d / ".hydra" / "config.yaml"
+    if cfg_path.exists():
+        seed = (yaml.safe_load(cfg_path.read_text()) or {}).get("seed")
+        return None if seed is None else str(seed)
+    return None
 
 
 def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
@@ -70,7 +83,7 @@ def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
             status = "finished"
         else:
             status = "unfinished"
-        jobs.append(Job(d, overrides, status, rows, summary, error))
+        jobs.append(Job(d, overrides, status, rows, summary, error, seed=_job_seed(d, overrides, summary)))
     keys = {k for j in jobs for k in j.overrides}
     constant = frozenset(k for k in keys if len({j.overrides.get(k) for j in jobs}) == 1) if len(jobs) > 1 else frozenset()
     for j in jobs:
@@ -124,3 +137,47 @@ def aggregate(jobs: list[Job], metric: str) -> dict[str, list[dict]]:
         if series:
             out[label] = series
     return out
+
+
+def _by_seed(jobs: list[Job], label: str, metric: str, generation: int) -> dict[str, float]:
+    """{seed: the metric at ``generation``} over the jobs of one setting (a seed seen twice is an error)."""
+    out: dict[str, float] = {}
+    for j in jobs:
+        if j.label != label or j.seed is None:
+            continue
+        for r in j.rows:
+            if int(r["generation"]) == generation and r.get(metric) is not None and math.isfinite(float(r[metric])):
+                if j.seed in out:
+                    raise ValueError(f"setting {label!r} has two jobs with seed {j.seed}: pairs need one job a seed")
+                out[j.seed] = float(r[metric])
+    return out
+
+
+def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: int,
+                      base_generation: int | None = None, ratio: bool = False) -> dict:
+    """Setting ``a`` minus setting ``b`` at ``generation`` on the seeds both have, with a 95% t-interval across
+    seeds (arms that share a seed share generation 0, so the difference is far less noisy than either arm).
+    ``base_generation``: compare ``a`` at ``generation`` with ``a`` itself at that generation instead (``b`` is then
+    ignored); ``ratio``: a / b per seed instead of a - b.
+    Returns {metric, a, b, generation, mean, low, high, n, seeds, verdict}."""
+    left = _by_seed(jobs, a, metric, generation)
+    if base_generation is not None:
+        b, right = f"{a} at generation {base_generation}", _by_seed(jobs, a, metric, base_generation)
+    else:
+        right = _by_seed(jobs, b, metric, generation)
+    seeds = sorted(set(left) & set(right), key=lambda s: (len(s), s))
+    if ratio:  # a zero denominator has no ratio: that seed drops out
+        seeds = [s for s in seeds if right[s] != 0]
+    vals = [left[s] / right[s] if ratio else left[s] - right[s] for s in seeds]
+    m, lo, hi, n = mean_ci(vals)
+    null = 1.0 if ratio else 0.0
+    if n < 2:
+        verdict = f"{n} common seed(s): no interval"
+    elif lo > null:
+        verdict = "higher"
+    elif hi < null:
+        verdict = "lower"
+    else:
+        verdict = f"not distinguishable with {n} seeds"
+    return {"metric": metric, "a": a, "b": b, "generation": generation, "ratio": ratio, "mean": m, "low": lo,
+            "high": hi, "n": n, "seeds": seeds, "verdict": verdict}

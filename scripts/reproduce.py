@@ -1,0 +1,253 @@
+"""One command per docs figure: run its sweep (resumable), summarise it, write its figures and table into docs/.
+
+    python scripts/reproduce.py --list                    # one line per figure: seeds, sizes, files, the sweep command
+    python scripts/reproduce.py mnist_default             # run (or resume) the sweep, then write docs/figures + docs/results
+    python scripts/reproduce.py mnist_longrun --no-run    # summarise what has finished so far, run nothing
+    python scripts/reproduce.py all --smoke --out /tmp/s  # every entry's pipeline on fake data, written under /tmp/s
+
+A sweep goes into OUT/NAME (OUT: --out, else $COLLAPSELAB_RUNS, else ~/collapselab-runs, outside the work tree):
+re-running the command continues its unfinished jobs and skips its finished ones, so a long figure can be carried
+across interruptions. Then scripts/summarize.py writes the aggregate (mean and 95% interval across seeds), the
+paired comparisons on common seeds and the plots into OUT/NAME/summary, and the figure files, the table
+(docs/results/NAME.md) and every job's rows (docs/results/NAME_rows.csv) are copied into docs/. With --smoke the
+same sweep runs at test size (debug=<study>: fake MNIST, 2 seeds, 2-3 generations) and nothing is written
+outside --out (figures under OUT/figures, tables under OUT/results).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("reproduce")
+
+MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "label_accuracy", "class_entropy"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One docs figure: the sweep behind it, how it is summarised, which files it writes into docs/."""
+
+    name: str
+    study: str                   # mnist | linear | gaussian (smoke runs use debug=<study>)
+    sweep: list[str]             # train.py -m overrides (hydra.sweep.dir is added)
+    seeds: str                   # what --list prints (the sweep's seeds)
+    generations: int
+    n_synthetic: str             # synthetic samples a generation (per setting where it varies)
+    figures: dict[str, str]      # summary file -> docs/figures/<file>
+    summarize: list[str] = field(default_factory=list)  # scripts/summarize.py options
+    smoke: list[str] = field(default_factory=list)      # overrides added at test size (after the defaults below)
+    script: list[str] = field(default_factory=list)     # not a sweep: python <script> ... --out OUT/NAME/summary
+    smoke_script: list[str] = field(default_factory=list)
+    copies: dict[str, str] = field(default_factory=dict)  # a job's own file -> docs/figures/<file>
+
+    def command(self, sweep_dir: str) -> list[str]:
+        if self.script:
+            return ["python", *self.script, "--out", f"{sweep_dir}/summary"]
+        return ["python", "train.py", "-m", *self.sweep, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def _pairs(*pairs: tuple[str, str]) -> list[str]:
+    return [x for a, b in pairs for x in ("--pair", a, b)]
+
+
+FIGURES: list[Figure] = [
+    # ---- linear regression
+    Figure("linear_longrun", "linear", ["experiment=paper_linear_longrun"], "0,1,2", 30, "100 a direction",
+           {"param_error.png": "linear_longrun_param_error.png"}, ["--metrics", "param_error", "center_error"],
+           smoke=["generations=3", "seed=0,1", "verifier.bias=0,0.3"]),
+    Figure("linear_reliability", "linear", ["experiment=reliability_sweep_linear"], "0,1,2", 15, "100 a direction",
+           {"param_error.png": "linear_reliability_param_error.png"}, ["--metrics", "param_error"],
+           smoke=["generations=3", "seed=0,1", "verifier.reliability=0,1"]),
+    Figure("linear_map", "linear", ["experiment=paper_linear_map"], "0", 1, "100 a direction",
+           {"heatmap.png": "linear_map_sweep.png"},
+           ["--metrics", "param_error", "--heatmap", "verifier.radius", "verifier.bias"],
+           smoke=["verifier.bias=0,0.3", "verifier.radius=0.1,0.3"]),
+    Figure("linear_theory_map", "linear", [], "0", 1, "100 a direction",
+           {"theory_map.png": "linear_theory_map.png"}, script=["scripts/linear_theory_map.py"],
+           smoke_script=["--n-bias", "4", "--n-radius", "4", "--replicates", "10"]),
+    # ---- the 1-D Gaussian
+    Figure("gaussian_collapse", "gaussian", ["experiment=gaussian_collapse"], "0,1,2", 50, "100",
+           {"variance.png": "gaussian_variance.png", "param_error.png": "gaussian_param_error.png"},
+           ["--metrics", "variance", "param_error", "--logy", "variance", "param_error"],
+           smoke=["generations=3", "seed=0,1", "replicates=50"]),
+    Figure("gaussian_design_space", "gaussian", ["experiment=gaussian_design_space"], "0,1,2", 50, "100",
+           {"variance.png": "gaussian_design_space_variance.png",
+            "param_error.png": "gaussian_design_space_param_error.png"},
+           ["--metrics", "variance", "param_error"], smoke=["generations=3", "seed=0,1", "replicates=50"]),
+    # ---- MNIST
+    Figure("mnist_default", "mnist", ["seed=0,1,2,3,4"], "0,1,2,3,4", 3, "20000",
+           {"test_nelbo.png": "mnist_default_test_nelbo.png", "fid.png": "mnist_default_fid.png",
+            "recall.png": "mnist_default_recall.png"},
+           ["--metrics", *MNIST_METRICS, "--versus-generation0", "--ratio", "fid", "recall"],
+           smoke=["seed=0,1"]),
+    Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"], "0,1,2", 20, "20000",
+           {f"{m}.png": f"mnist_longrun_{m}.png" for m in ("test_nelbo", "fid", "recall", "label_accuracy")},
+           ["--metrics", *MNIST_METRICS, "--logy", "test_nelbo", "fid", "--versus-generation0", "--ratio", "fid",
+            "recall", "--at", "1", "2", "3", "5", "10", "15", "20",
+            *_pairs(("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
+                    ("arm=discriminator", "arm=discriminator_top"))],
+           smoke=["seed=0,1"]),
+    Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"], "0,1,2", 10, "5000",
+           {f"{m}.png": f"mnist_design_space_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
+           ["--metrics", *MNIST_METRICS, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            *_pairs(("arm=classifier_mix50", "arm=classifier_top"), ("arm=classifier_mix10", "arm=classifier_top"),
+                    ("arm=classifier_fresh", "arm=classifier_top"), ("arm=classifier_mix50", "arm=classifier_mix10"),
+                    ("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
+                    ("arm=discriminator", "arm=discriminator_top"))],
+           smoke=["seed=0,1", "policy.n_synthetic=100"]),
+    Figure("mnist_curation_temperature", "mnist", ["experiment=mnist_curation_temperature_cpu"], "0,1,2", 10, "5000",
+           {f"{m}.png": f"mnist_curation_temperature_{m}.png"
+            for m in ("test_nelbo", "fid", "recall", "class_entropy")},
+           ["--metrics", *MNIST_METRICS, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            *_pairs(("verifier.temperature=1", "verifier.temperature=10"),
+                    ("verifier.temperature=3", "verifier.temperature=10"),
+                    ("verifier.temperature=1", "verifier.temperature=3"))],
+           smoke=["seed=0,1"]),
+    Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"], "0,1,2", 10, "5000",
+           {f"{m}.png": f"mnist_accumulate_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
+           ["--metrics", *MNIST_METRICS, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            *_pairs(("policy=accumulate", "policy=replace"), ("policy=accumulate_subsample", "policy=replace"),
+                    ("policy=accumulate", "policy=accumulate_subsample"))],
+           smoke=["seed=0,1"]),
+    Figure("mnist_verifier_quality", "mnist", ["experiment=paper_mnist_verifier_quality_cpu"], "0,1,2", 5, "20000",
+           {"fid.png": "mnist_verifier_quality_fid.png", "test_nelbo.png": "mnist_verifier_quality_test_nelbo.png"},
+           ["--metrics", *MNIST_METRICS, "--at", "1", "5",
+            *_pairs(("verifier.train_size=null", "verifier.train_size=5000"),
+                    ("verifier.train_size=5000", "verifier.train_size=500"))],
+           smoke=["seed=0,1"]),
+    Figure("mnist_retained_size", "mnist", ["experiment=mnist_retained_size_cpu"], "0,1,2", 5, "2000,20000",
+           {"fid.png": "mnist_retained_size_fid.png", "test_nelbo.png": "mnist_retained_size_test_nelbo.png"},
+           ["--metrics", *MNIST_METRICS, "--at", "1", "5", "--versus-generation0",
+            *_pairs(("policy.n_synthetic=20000", "policy.n_synthetic=2000"))],
+           smoke=["seed=0,1", "policy.n_synthetic=50,100"]),
+    Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
+           {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
+            "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
+           ["--metrics", *MNIST_METRICS, "verifier_agreement", "--at", "1", "3",
+            *_pairs(("verifier.reliability=1", "verifier.reliability=0.5"),
+                    ("verifier.reliability=0.5", "verifier.reliability=0"),
+                    ("verifier.reliability=1", "verifier.reliability=0"))],
+           smoke=["seed=0,1"]),
+]
+BY_NAME = {f.name: f for f in FIGURES}
+SMOKE = {"mnist": ["debug=mnist", "generations=2"], "linear": ["debug=linear"], "gaussian": ["debug=gaussian"]}
+
+
+def default_out() -> Path:
+    return Path(os.environ.get("COLLAPSELAB_RUNS", Path.home() / "collapselab-runs"))
+
+
+def list_line(f: Figure, out: Path) -> str:
+    seeds = len(f.seeds.split(","))
+    figs = ",".join(f"docs/figures/{d}" for d in (*f.figures.values(), *f.copies.values()))
+    cmd = shlex.join(f.command(str(out / f.name)))
+    return (f"{f.name}  seeds={seeds}  generations={f.generations}  n_synthetic={f.n_synthetic}  figure={figs}"
+            f"  command={cmd}")
+
+
+def run(cmd: list[str], env: dict[str, str]) -> int:
+    log.info("$ %s", shlex.join(cmd))
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool) -> int:
+    """Run the figure's sweep (unless ``do_run`` is false), summarise it and copy its files; 0 when all went well."""
+    sweep_dir = out / f.name
+    docs_fig = out / "figures" if smoke else ROOT / "docs" / "figures"
+    docs_res = out / "results" if smoke else ROOT / "docs" / "results"
+    env = dict(os.environ)
+    start = time.time()
+    if f.script:
+        cmd = [sys.executable, *f.script, *(f.smoke_script if smoke else []), "--out", str(sweep_dir / "summary")]
+        if do_run and run(cmd, env):
+            log.error("%s: %s failed", f.name, f.script[0])
+            return 1
+    else:
+        if do_run:
+            extra = [*SMOKE[f.study], *f.smoke] if smoke else []
+            if smoke and f.study == "mnist":
+                extra.append(f"data.root={out / 'data'}")  # the fake networks are cached under the data root
+            cmd = [sys.executable, "train.py", "-m", *f.sweep, *extra, f"hydra.sweep.dir={sweep_dir}"]
+            if run(cmd, env):
+                log.error("%s: the sweep stopped with an error; its finished jobs are kept in %s: run the same "
+                          "command again to continue", f.name, sweep_dir)
+                return 1
+        if not sweep_dir.is_dir():
+            log.error("%s: no sweep in %s yet: run `python scripts/reproduce.py %s` without --no-run", f.name,
+                      sweep_dir, f.name)
+            return 1
+        cmd = [sys.executable, "scripts/summarize.py", str(sweep_dir), "--out", str(sweep_dir / "summary"),
+               *f.summarize]
+        if run(cmd, env):
+            log.error("%s: summarize.py failed", f.name)
+            return 1
+    docs_fig.mkdir(parents=True, exist_ok=True)
+    docs_res.mkdir(parents=True, exist_ok=True)
+    summary = sweep_dir / "summary"
+    missing = []
+    for src, dst in f.figures.items():
+        if (summary / src).exists():
+            shutil.copyfile(summary / src, docs_fig / dst)
+        else:
+            missing.append(str(summary / src))
+    for src, dst in f.copies.items():
+        if (sweep_dir / src).exists():
+            shutil.copyfile(sweep_dir / src, docs_fig / dst)
+        else:
+            missing.append(str(sweep_dir / src))
+    if not f.script:
+        table = (summary / "aggregate.md").read_text()
+        if (summary / "paired.md").exists():
+            table += "\n" + (summary / "paired.md").read_text()
+        header = (f"<!-- written by `python scripts/reproduce.py {f.name}`{' --smoke' if smoke else ''}; "
+                  f"do not edit by hand -->\n")
+        (docs_res / f"{f.name}.md").write_text(header + table.replace(str(sweep_dir), f"<runs>/{f.name}"))
+        shutil.copyfile(summary / "summary.csv", docs_res / f"{f.name}_rows.csv")
+    if missing:
+        log.error("%s: these files were not made: %s", f.name, ", ".join(missing))
+        return 1
+    log.info("%s: figures in %s, table in %s (%.0f s)", f.name, docs_fig, docs_res, time.time() - start)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", metavar="NAME", help="figures to reproduce (`all` for every one; --list names them)")
+    p.add_argument("--list", action="store_true", help="print one line per figure and exit")
+    p.add_argument("--out", type=Path, help="where the sweeps go (default: $COLLAPSELAB_RUNS or ~/collapselab-runs)")
+    p.add_argument("--smoke", action="store_true", help="the same pipeline at test size on fake data, all under --out")
+    p.add_argument("--no-run", action="store_true", help="summarise what the sweep has finished so far; run nothing")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = (a.out or default_out()).expanduser().resolve()
+    if a.list:
+        for f in FIGURES:
+            print(list_line(f, out))
+        return 0
+    names = [f.name for f in FIGURES] if a.names == ["all"] else a.names
+    unknown = [n for n in names if n not in BY_NAME]
+    if not names or unknown:
+        p.error((f"unknown figure(s) {', '.join(unknown)}: " if unknown else "name a figure: ")
+                + f"choose from {', '.join(BY_NAME)} or all (python scripts/reproduce.py --list)")
+    if a.smoke and a.out is None:
+        p.error("--smoke writes only under --out: give --out DIR")
+    if not a.smoke and (out == ROOT or ROOT in out.parents):
+        p.error(f"--out {out} is inside the work tree: give a folder outside it (the sweeps are large)")
+    failed = [f.name for f in map(BY_NAME.get, names) if reproduce(f, out, a.smoke, not a.no_run)]
+    if failed:
+        log.error("not reproduced: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

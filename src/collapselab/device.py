@@ -99,7 +99,7 @@ def machine(device_type: str = "cpu") -> dict[str, str]:
         pass
     isa = next((name for name, flag in (("amx", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"),
                                         ("avx2", "avx2")) if flag in flags), "other")
-    return {"cpu": cpu_model(), "cpu_family": family, "isa": isa, "device": device_type, "torch": torch.__version__}
+    return {"cpu": cpu_model(), "cpu_family": family, "isa": isa, "device": device_type, "torch": str(torch.__version__)}
 
 
 def native_bf16(device: torch.device) -> bool:

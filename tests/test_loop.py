@@ -24,6 +24,8 @@ def test_run_dir_layout(tmp_run):
     assert rows[0]["accept_rate"] is None and 0 < rows[1]["accept_rate"] <= 1
     for r in rows:
         assert {"generation", "n_train", "accept_rate", "wall_s", "param_error", "center_error"} <= set(r)
+        # where the row was computed (seeded figures agree within a CPU class): kept beside the numbers
+        assert set(r["machine"]) == {"cpu", "cpu_family", "isa", "device", "torch"} and r["machine"]["device"] == "cpu"
     for g in range(3):
         d = tmp_run / f"gen_{g:03d}"
         assert (d / "checkpoint.pt").exists() and (d / "samples.png").stat().st_size > 1000

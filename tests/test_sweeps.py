@@ -97,6 +97,26 @@ def test_paired_difference_takes_the_seed_from_the_stored_config(tmp_path):
     assert d["seeds"] == ["0", "1"] and d["mean"] == pytest.approx(1.0) and d["low"] == d["high"] == 1.0
 
 
+def test_rows_csv_stands_for_its_jobs(hand_made_sweep, tmp_path):
+    """summarize.py's rows CSV (committed as docs/results/NAME_rows.csv) gives back the same jobs, so paired
+    comparisons can be recomputed from the committed rows without the run directories."""
+    import csv
+
+    jobs = find_jobs(hand_made_sweep)
+    rows = long_rows(jobs)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(tmp_path / "rows.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    again = find_jobs(tmp_path / "rows.csv")
+    assert sorted(j.path.name for j in again) == sorted(j.path.name for j in jobs)
+    assert {j.path.name: j.status for j in again} == {j.path.name: j.status for j in jobs}
+    for args in [("verifier.bias=0.1", "verifier.bias=0.3", 1), ("verifier.bias=0.1", "verifier.bias=0.3", 2)]:
+        assert paired_difference(again, "param_error", *args) == paired_difference(jobs, "param_error", *args)
+    assert aggregate(again, "param_error") == aggregate(jobs, "param_error")
+
+
 def test_long_rows_have_overrides_as_columns(hand_made_sweep):
     rows = long_rows(find_jobs(hand_made_sweep))
     assert len(rows) == 3 + 3 + 3 + 3 + 2 + 1

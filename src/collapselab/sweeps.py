@@ -1,6 +1,7 @@
 """Read a multirun sweep directory: jobs, their status, per-generation rows and seed aggregates."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -62,14 +63,49 @@ def _job_seed(d: Path, overrides: dict[str, str], summary: dict) -> str | None:
     return None
 
 
+def _number(v: str):
+    """A CSV cell back to what the row held: None for an empty cell, a float where it reads as one."""
+    if v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def jobs_from_rows_csv(path: Path) -> list[Job]:
+    """The jobs of a rows CSV that summarize.py wrote (summary.csv; docs/results/NAME_rows.csv): columns job, status,
+    the override keys, then generation and the metrics. So committed rows can be re-summarised without the runs."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if cols[:2] != ["job", "status"] or "generation" not in cols:
+            raise ValueError(f"{path} is not a rows CSV of summarize.py (columns job, status, ..., generation, ...)")
+        keys = cols[2:cols.index("generation")]
+        jobs: dict[str, Job] = {}
+        for r in reader:
+            j = jobs.get(r["job"])
+            if j is None:
+                ov = {k: r[k] for k in keys if r[k] != ""}
+                j = jobs[r["job"]] = Job(path.parent / r["job"], ov, r["status"], seed=ov.get("seed"))
+            row = {k: _number(r[k]) for k in cols[cols.index("generation"):]}
+            row["generation"] = int(row["generation"])
+            j.rows.append(row)
+    return list(jobs.values())
+
+
 def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
     """Every job directory (one holding .hydra/overrides.yaml or metrics.jsonl) under the ``sweep_dirs``
-    (several sweeps or single runs are compared as one set of jobs)."""
+    (several sweeps or single runs are compared as one set of jobs); a rows CSV (summarize.py's summary.csv)
+    stands for the jobs it lists."""
     dirs: set[Path] = set()
+    jobs = []
     for sweep_dir in map(Path, sweep_dirs):
+        if sweep_dir.is_file() and sweep_dir.suffix == ".csv":
+            jobs += jobs_from_rows_csv(sweep_dir)
+            continue
         dirs |= {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
         dirs |= {p.parent for p in sweep_dir.glob("**/metrics.jsonl")}
-    jobs = []
     for d in sorted(dirs):
         ov_path = d / ".hydra" / "overrides.yaml"
         overrides = _parse_overrides(ov_path) if ov_path.exists() else {}

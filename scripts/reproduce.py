@@ -4,6 +4,7 @@
     python scripts/reproduce.py mnist_default             # run (or resume) the sweep, then write docs/figures + docs/results
     python scripts/reproduce.py mnist_longrun --no-run    # summarise what has finished so far, run nothing
     python scripts/reproduce.py all --smoke --out /tmp/s  # every entry's pipeline on fake data, written under /tmp/s
+    python scripts/reproduce.py mnist_reliability --from-rows   # redraw from the rows committed in docs/results/
 
 A sweep goes into OUT/NAME (OUT: --out, else $COLLAPSELAB_RUNS, else ~/collapselab-runs, outside the work tree):
 re-running the command continues its unfinished jobs and skips its finished ones, so a long figure can be carried
@@ -159,9 +160,14 @@ def run(cmd: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
-def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool) -> int:
-    """Run the figure's sweep (unless ``do_run`` is false), summarise it and copy its files; 0 when all went well."""
+def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool, from_rows: bool = False) -> int:
+    """Run the figure's sweep (unless ``do_run`` is false), summarise it and copy its files; 0 when all went well.
+    ``from_rows``: summarise the rows committed in docs/results/NAME_rows.csv instead of the sweep's run dirs."""
     sweep_dir = out / f.name
+    rows_csv = ROOT / "docs" / "results" / f"{f.name}_rows.csv"
+    if from_rows and (f.script or not rows_csv.exists()):
+        log.error("%s: no committed rows (%s) to redraw from: run the sweep", f.name, rows_csv.relative_to(ROOT))
+        return 1
     docs_fig = out / "figures" if smoke else ROOT / "docs" / "figures"
     docs_res = out / "results" if smoke else ROOT / "docs" / "results"
     env = dict(os.environ)
@@ -181,12 +187,12 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool) -> int:
                 log.error("%s: the sweep stopped with an error; its finished jobs are kept in %s: run the same "
                           "command again to continue", f.name, sweep_dir)
                 return 1
-        if not sweep_dir.is_dir():
+        if not sweep_dir.is_dir() and not from_rows:
             log.error("%s: no sweep in %s yet: run `python scripts/reproduce.py %s` without --no-run", f.name,
                       sweep_dir, f.name)
             return 1
-        cmd = [sys.executable, "scripts/summarize.py", str(sweep_dir), "--out", str(sweep_dir / "summary"),
-               *f.summarize]
+        source = rows_csv if from_rows else sweep_dir
+        cmd = [sys.executable, "scripts/summarize.py", str(source), "--out", str(sweep_dir / "summary"), *f.summarize]
         if run(cmd, env):
             log.error("%s: summarize.py failed", f.name)
             return 1
@@ -210,8 +216,10 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool) -> int:
             table += "\n" + (summary / "paired.md").read_text()
         header = (f"<!-- written by `python scripts/reproduce.py {f.name}`{' --smoke' if smoke else ''}; "
                   f"do not edit by hand -->\n")
-        (docs_res / f"{f.name}.md").write_text(header + table.replace(str(sweep_dir), f"<runs>/{f.name}"))
-        shutil.copyfile(summary / "summary.csv", docs_res / f"{f.name}_rows.csv")
+        table = table.replace(str(sweep_dir), f"<runs>/{f.name}").replace(str(rows_csv), rows_csv.name)
+        (docs_res / f"{f.name}.md").write_text(header + table)
+        if not from_rows:
+            shutil.copyfile(summary / "summary.csv", docs_res / f"{f.name}_rows.csv")
     if missing:
         log.error("%s: these files were not made: %s", f.name, ", ".join(missing))
         return 1
@@ -226,6 +234,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="where the sweeps go (default: $COLLAPSELAB_RUNS or ~/collapselab-runs)")
     p.add_argument("--smoke", action="store_true", help="the same pipeline at test size on fake data, all under --out")
     p.add_argument("--no-run", action="store_true", help="summarise what the sweep has finished so far; run nothing")
+    p.add_argument("--from-rows", action="store_true",
+                   help="redraw figures and tables from docs/results/NAME_rows.csv (the committed rows); run nothing")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = (a.out or default_out()).expanduser().resolve()
@@ -242,7 +252,10 @@ def main() -> int:
         p.error("--smoke writes only under --out: give --out DIR")
     if not a.smoke and (out == ROOT or ROOT in out.parents):
         p.error(f"--out {out} is inside the work tree: give a folder outside it (the sweeps are large)")
-    failed = [f.name for f in map(BY_NAME.get, names) if reproduce(f, out, a.smoke, not a.no_run)]
+    if a.from_rows and a.smoke:
+        p.error("--from-rows redraws the committed figures; it does not go with --smoke")
+    failed = [f.name for f in map(BY_NAME.get, names)
+              if reproduce(f, out, a.smoke, not (a.no_run or a.from_rows), a.from_rows)]
     if failed:
         log.error("not reproduced: %s", ", ".join(failed))
         return 1

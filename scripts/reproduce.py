@@ -49,6 +49,7 @@ class Figure:
     script: list[str] = field(default_factory=list)     # not a sweep: python <script> ... --out OUT/NAME/summary
     smoke_script: list[str] = field(default_factory=list)
     copies: dict[str, str] = field(default_factory=dict)  # a job's own file -> docs/figures/<file>
+    smoke_labels: dict[str, str] = field(default_factory=dict)  # a --pair setting -> its test-size stand-in
 
     def command(self, sweep_dir: str) -> list[str]:
         if self.script:
@@ -124,12 +125,15 @@ FIGURES: list[Figure] = [
            ["--metrics", *MNIST_METRICS, "--at", "1", "5",
             *_pairs(("verifier.train_size=null", "verifier.train_size=5000"),
                     ("verifier.train_size=5000", "verifier.train_size=500"))],
-           smoke=["seed=0,1"]),
+           smoke=["seed=0,1", "verifier.train_size=500,1000,null"],
+           smoke_labels={"verifier.train_size=5000": "verifier.train_size=1000"}),
     Figure("mnist_retained_size", "mnist", ["experiment=mnist_retained_size_cpu"], "0,1,2", 5, "2000,20000",
            {"fid.png": "mnist_retained_size_fid.png", "test_nelbo.png": "mnist_retained_size_test_nelbo.png"},
            ["--metrics", *MNIST_METRICS, "--at", "1", "5", "--versus-generation0",
             *_pairs(("policy.n_synthetic=20000", "policy.n_synthetic=2000"))],
-           smoke=["seed=0,1", "policy.n_synthetic=50,100"]),
+           smoke=["seed=0,1", "policy.n_synthetic=50,100"],
+           smoke_labels={"policy.n_synthetic=20000": "policy.n_synthetic=100",
+                         "policy.n_synthetic=2000": "policy.n_synthetic=50"}),
     Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
            {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
             "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
@@ -137,10 +141,17 @@ FIGURES: list[Figure] = [
             *_pairs(("verifier.reliability=1", "verifier.reliability=0.5"),
                     ("verifier.reliability=0.5", "verifier.reliability=0"),
                     ("verifier.reliability=1", "verifier.reliability=0"))],
-           smoke=["seed=0,1"]),
+           # the fake judge is sure of one class for a 2-epoch CVAE's samples: at test size it keeps every candidate
+           smoke=["seed=0,1", "verifier.threshold=0"]),
 ]
 BY_NAME = {f.name: f for f in FIGURES}
 SMOKE = {"mnist": ["debug=mnist", "generations=2"], "linear": ["debug=linear"], "gaussian": ["debug=gaussian"]}
+
+
+def smoke_overrides(f: Figure) -> list[str]:
+    """The test-size overrides of ``f``: its study's debug preset, then its own (which win on a shared key)."""
+    own = {o.split("=", 1)[0] for o in f.smoke}
+    return [o for o in SMOKE[f.study] if o.split("=", 1)[0] not in own] + f.smoke
 
 
 def default_out() -> Path:
@@ -179,7 +190,7 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool, from_rows: bool =
             return 1
     else:
         if do_run:
-            extra = [*SMOKE[f.study], *f.smoke] if smoke else []
+            extra = smoke_overrides(f) if smoke else []
             if smoke and f.study == "mnist":
                 extra.append(f"data.root={out / 'data'}")  # the fake networks are cached under the data root
             cmd = [sys.executable, "train.py", "-m", *f.sweep, *extra, f"hydra.sweep.dir={sweep_dir}"]
@@ -192,7 +203,8 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool, from_rows: bool =
                       sweep_dir, f.name)
             return 1
         source = rows_csv if from_rows else sweep_dir
-        cmd = [sys.executable, "scripts/summarize.py", str(source), "--out", str(sweep_dir / "summary"), *f.summarize]
+        options = [f.smoke_labels.get(x, x) for x in f.summarize] if smoke else f.summarize
+        cmd = [sys.executable, "scripts/summarize.py", str(source), "--out", str(sweep_dir / "summary"), *options]
         if run(cmd, env):
             log.error("%s: summarize.py failed", f.name)
             return 1

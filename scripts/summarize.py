@@ -80,7 +80,8 @@ def log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
-def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False) -> None:
+def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False,
+                per_seed: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, series) in enumerate(sorted(agg.items())):
@@ -88,6 +89,10 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
         g = [s["generation"] for s in series]
         ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
         ax.fill_between(g, [s["low"] for s in series], [s["high"] for s in series], color=c, alpha=0.2, lw=0)
+        if per_seed:  # each seed's own path, thin: what the paired comparisons compare
+            for j in (j for j in jobs if j.label == label):
+                pts = [(r["generation"], r[metric]) for r in j.rows if r.get(metric) is not None]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], "-", color=c, lw=0.7, alpha=0.6)
         th = theory_line(jobs, label, metric)
         if th:
             ax.plot(list(th), list(th.values()), "k:", lw=1.5, zorder=5)
@@ -109,7 +114,7 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
     ax.set_ylabel(metric)
     if logy:
         log_axis(ax)
-    ax.set_title(f"{metric}: mean and 95% interval across seeds")
+    ax.set_title(f"{metric}: mean and 95% interval across seeds" + (" (thin: each seed)" if per_seed else ""))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -211,8 +216,10 @@ def main() -> int:
     p.add_argument("--ratio", nargs="+", default=[], metavar="METRIC",
                    help="metrics compared as ratios (A / B) rather than differences")
     p.add_argument("--at", nargs="+", type=int, metavar="GEN",
-                   help="generations of the paired comparisons (default: 1 and the last; --versus-generation0: all)")
+                   help="generations of aggregate.md's table (after 0) and of the paired comparisons (default: 1 and the "
+                        "last; --versus-generation0: all)")
     p.add_argument("--max-generation", type=int, metavar="G", help="summarise generations 0..G only")
+    p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     jobs = find_jobs(*a.sweep_dir)
@@ -245,16 +252,26 @@ def main() -> int:
             continue
         for label, series in sorted(agg.items()):
             agg_rows += [{"metric": metric, "setting": label, **s} for s in series]
-        md.append(f"### {metric}\n\n| setting | generation 0 | generation 1 | last generation | seeds |\n|---|---|---|---|---|")
-        for label, series in sorted(agg.items()):
-            cell = lambda s: f"{fmt(s['mean'])} [{fmt(s['low'])}, {fmt(s['high'])}]"  # noqa: E731
-            by_g = {s["generation"]: s for s in series}
-            g0 = cell(by_g[0]) if 0 in by_g else "-"
-            g1 = cell(by_g[1]) if 1 in by_g else "-"
-            md.append(f"| {label} | {g0} | {g1} | {cell(series[-1])} (gen {series[-1]['generation']}) "
-                      f"| {series[-1]['n']} |")
+        cell = lambda s: f"{fmt(s['mean'])} [{fmt(s['low'])}, {fmt(s['high'])}]"  # noqa: E731
+        if a.at:  # the generations asked for, after generation 0
+            cols = [0, *[g for g in a.at if g != 0]]
+            md.append(f"### {metric}\n\n| setting | {' | '.join(f'generation {g}' for g in cols)} | seeds |\n"
+                      f"|---|{'---|' * len(cols)}---|")
+            for label, series in sorted(agg.items()):
+                by_g = {s["generation"]: s for s in series}
+                md.append(f"| {label} | {' | '.join(cell(by_g[g]) if g in by_g else '-' for g in cols)} "
+                          f"| {max(s['n'] for s in series)} |")
+        else:
+            md.append(f"### {metric}\n\n| setting | generation 0 | generation 1 | last generation | seeds |\n"
+                      "|---|---|---|---|---|")
+            for label, series in sorted(agg.items()):
+                by_g = {s["generation"]: s for s in series}
+                g0 = cell(by_g[0]) if 0 in by_g else "-"
+                g1 = cell(by_g[1]) if 1 in by_g else "-"
+                md.append(f"| {label} | {g0} | {g1} | {cell(series[-1])} (gen {series[-1]['generation']}) "
+                          f"| {series[-1]['n']} |")
         md.append("")
-        plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []))
+        plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []), per_seed=a.per_seed)
     write_csv(agg_rows, out / "aggregate.csv")
     status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
     (out / "aggregate.md").write_text(

@@ -243,8 +243,10 @@ def test_sweep_points_cover_each_value():
 # ----- the README's first command, as a user runs it (real MNIST, default sizes) ------------------------------
 @pytest.mark.slow
 def test_default_command_holds_the_gain_at_every_generation(tmp_path, real_root):
-    """`python train.py` as a user runs it (3 generations at the default sizes): at every generation test NELBO
-    below generation 0's, FID at most 5% above it and recall at least half of it (README, "Why this default")."""
+    """`python train.py` as a user runs it (3 generations at the default sizes, seed 0). The README's promise rests on
+    5 seeds' means (docs/results.md, `reproduce.py mnist_default`); one seed is held to the range those 5 seeds
+    span at generations 1-3: test NELBO 11.9-15.9 nats below generation 0's, FID 0.91-1.09x and recall 0.48x or
+    more of generation 0's. Bounds with a margin: 10 nats, 1.10x, 0.45x."""
     from .conftest import read_rows, run_train
 
     p = run_train(f"hydra.run.dir={tmp_path}", f"data.root={real_root}", "progress=false", timeout=3000)
@@ -253,8 +255,8 @@ def test_default_command_holds_the_gain_at_every_generation(tmp_path, real_root)
     assert [r["generation"] for r in rows] == [0, 1, 2, 3]
     g0 = rows[0]
     for r in rows[1:]:
-        assert r["test_nelbo"] < g0["test_nelbo"] and r["fid"] <= 1.05 * g0["fid"], r
-        assert r["recall"] >= 0.5 * g0["recall"], r
+        assert r["test_nelbo"] < g0["test_nelbo"] - 10 and r["fid"] <= 1.10 * g0["fid"], r
+        assert r["recall"] >= 0.45 * g0["recall"], r
         assert r["n_train"] == 20000 and r["accept_rate"] == pytest.approx(0.1)
 
 

@@ -63,17 +63,17 @@ def _pairs(*pairs: tuple[str, str]) -> list[str]:
 
 FIGURES: list[Figure] = [
     # ---- linear regression
-    Figure("linear_longrun", "linear", ["experiment=paper_linear_longrun"], "0,1,2", 30, "100 a direction",
+    Figure("linear_longrun", "linear", ["experiment=paper_linear_longrun"], "0,1,2", 30, "100",
            {"param_error.png": "linear_longrun_param_error.png"}, ["--metrics", "param_error", "center_error"],
            smoke=["generations=3", "seed=0,1", "verifier.bias=0,0.3"]),
-    Figure("linear_reliability", "linear", ["experiment=reliability_sweep_linear"], "0,1,2", 15, "100 a direction",
+    Figure("linear_reliability", "linear", ["experiment=reliability_sweep_linear"], "0,1,2", 15, "100",
            {"param_error.png": "linear_reliability_param_error.png"}, ["--metrics", "param_error"],
            smoke=["generations=3", "seed=0,1", "verifier.reliability=0,1"]),
-    Figure("linear_map", "linear", ["experiment=paper_linear_map"], "0", 1, "100 a direction",
+    Figure("linear_map", "linear", ["experiment=paper_linear_map"], "0", 1, "100",
            {"heatmap.png": "linear_map_sweep.png"},
            ["--metrics", "param_error", "--heatmap", "verifier.radius", "verifier.bias"],
            smoke=["verifier.bias=0,0.3", "verifier.radius=0.1,0.3"]),
-    Figure("linear_theory_map", "linear", [], "0", 1, "100 a direction",
+    Figure("linear_theory_map", "linear", [], "0", 1, "100",
            {"theory_map.png": "linear_theory_map.png"}, script=["scripts/linear_theory_map.py"],
            smoke_script=["--n-bias", "4", "--n-radius", "4", "--replicates", "10"]),
     # ---- the 1-D Gaussian

@@ -11,7 +11,7 @@ from .conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "reproduce.py"
 RESULTS = ROOT / "docs" / "results.md"
-LINE = re.compile(r"^(\w+)  seeds=(\d+)  generations=(\d+)  n_synthetic=([^ ].*?)  figure=(\S+)  command=(.+)$")
+LINE = re.compile(r"^(\w+)  seeds=(\d+)  generations=(\d+)  n_synthetic=(\S+)  figure=(\S+)  command=(.+)$")
 
 
 def load():
@@ -79,7 +79,7 @@ def test_listed_sizes_are_the_sweeps_own(name):
     assert cfg.generations == fig.generations
     n = swept.get("policy.n_synthetic", [str(cfg.policy.n_synthetic)])
     if n == ["None"]:
-        n = ["20000" if cfg.generator.name == "vae" else ("100 a direction" if cfg.generator.name == "linear"
+        n = ["20000" if cfg.generator.name == "vae" else ("100" if cfg.generator.name == "linear"
                                                            else str(cfg.data.n_real))]
     assert ",".join(n) == fig.n_synthetic
 

@@ -205,6 +205,7 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool, from_rows: bool =
             return 1
         source = rows_csv if from_rows else sweep_dir
         options = [f.smoke_labels.get(x, x) for x in f.summarize] if smoke else f.summarize
+        options = [*options, "--common-seeds"]  # an unfinished sweep's settings compared on the same seeds
         cmd = [sys.executable, "scripts/summarize.py", str(source), "--out", str(sweep_dir / "summary"), *options]
         if run(cmd, env):
             log.error("%s: summarize.py failed", f.name)

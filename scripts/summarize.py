@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from collapselab.sweeps import Job, aggregate, find_jobs, long_rows, paired_difference  # noqa: E402
+from collapselab.sweeps import Job, aggregate, find_jobs, keep_common_seeds, long_rows, paired_difference  # noqa: E402
 
 log = logging.getLogger("summarize")
 LINEAR = ["param_error", "center_error", "accept_rate"]
@@ -219,6 +219,8 @@ def main() -> int:
                    help="generations of aggregate.md's table (after 0) and of the paired comparisons (default: 1 and the "
                         "last; --versus-generation0: all)")
     p.add_argument("--max-generation", type=int, metavar="G", help="summarise generations 0..G only")
+    p.add_argument("--common-seeds", action="store_true",
+                   help="at each generation, only the seeds every setting has reached (for an unfinished sweep)")
     p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -228,6 +230,8 @@ def main() -> int:
             j.rows = [r for r in j.rows if int(r["generation"]) <= a.max_generation]
             if j.status == "unfinished" and len(j.rows) == a.max_generation + 1:
                 j.status = "finished"
+    if a.common_seeds:
+        keep_common_seeds(jobs)
     if not jobs:
         log.error("no job directories under %s (looked for .hydra/overrides.yaml and metrics.jsonl)", a.sweep_dir)
         return 2

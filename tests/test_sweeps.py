@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from collapselab.sweeps import aggregate, find_jobs, long_rows, mean_ci, paired_difference
+from collapselab.sweeps import aggregate, find_jobs, keep_common_seeds, long_rows, mean_ci, paired_difference
 
 from .conftest import ROOT, compose_cfg, read_rows, run_train, strip_wall, train_cmd
 
@@ -85,6 +85,17 @@ def test_paired_difference_on_common_seeds(hand_made_sweep):
     assert r["mean"] == pytest.approx((2 + 4 / 3 + 3) / 3) and r["verdict"] == "not distinguishable with 3 seeds"
     lower = paired_difference(jobs, "param_error", "verifier.bias=0.3", "verifier.bias=0.1", 2)
     assert lower["n"] == 1 and lower["verdict"] == "1 common seed(s): no interval"
+
+
+def test_common_seeds_compare_an_unfinished_sweep_on_the_same_seeds(hand_made_sweep):
+    """bias 0.3's seed 1 stopped after generation 1 and seed 2 failed at generation 0: at generation 1 both settings
+    are averaged over seeds 0 and 1, at generation 2 over seed 0 alone, at generation 0 over all three."""
+    jobs = find_jobs(hand_made_sweep)
+    keep_common_seeds(jobs)
+    agg = aggregate(jobs, "param_error")
+    assert [s["n"] for s in agg["verifier.bias=0.1"]] == [3, 2, 1] == [s["n"] for s in agg["verifier.bias=0.3"]]
+    assert agg["verifier.bias=0.1"][1]["mean"] == pytest.approx((2.0 + 4.0) / 2)
+    assert agg["verifier.bias=0.1"][2]["mean"] == pytest.approx(3.0)
 
 
 def test_paired_difference_takes_the_seed_from_the_stored_config(tmp_path):

@@ -217,3 +217,16 @@ def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: 
         verdict = f"not distinguishable with {n} seeds"
     return {"metric": metric, "a": a, "b": b, "generation": generation, "ratio": ratio, "mean": m, "low": lo,
             "high": hi, "n": n, "seeds": seeds, "verdict": verdict}
+
+
+def keep_common_seeds(jobs: list[Job]) -> None:
+    """Drop each generation's rows of seeds that some setting has not reached yet, so every setting's mean at a
+    generation is over the same seeds (an unfinished sweep otherwise compares means of different seeds)."""
+    labels = {j.label for j in jobs}
+    have: dict[int, dict[str, set]] = {}
+    for j in jobs:
+        for r in j.rows:
+            have.setdefault(int(r["generation"]), {}).setdefault(j.label, set()).add(j.seed)
+    common = {g: set.intersection(*by.values()) if set(by) == labels else set() for g, by in have.items()}
+    for j in jobs:
+        j.rows = [r for r in j.rows if j.seed in common[int(r["generation"])]]

@@ -90,7 +90,7 @@ FIGURES: list[Figure] = [
            {"test_nelbo.png": "mnist_default_test_nelbo.png", "fid.png": "mnist_default_fid.png",
             "recall.png": "mnist_default_recall.png"},
            ["--metrics", *MNIST_METRICS, "--versus-generation0", "--ratio", "fid", "recall", "--at", "1", "2", "3",
-            "--per-seed"],
+            "--per-seed", "--predict"],
            smoke=["seed=0,1"]),
     Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"], "0,1,2", 20, "20000",
            {f"{m}.png": f"mnist_longrun_{m}.png" for m in ("test_nelbo", "fid", "recall", "label_accuracy")},

@@ -152,7 +152,7 @@ def heatmap(jobs: list[Job], xkey: str, ykey: str, path: Path) -> None:
 
 
 def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, str]], versus0: bool,
-                  ratios: list[str], at: list[int] | None) -> tuple[list[dict], str]:
+                  ratios: list[str], at: list[int] | None, predict: bool = False) -> tuple[list[dict], str]:
     """Rows and Markdown of the paired comparisons: each pair of settings, and each setting against its generation 0.
     Markdown: one table per metric, a row per comparison, a column per generation."""
     labels = sorted({j.label for j in jobs})
@@ -193,6 +193,10 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
                 row.append(f"{fmt(c['mean'])} [{fmt(c['low'])}, {fmt(c['high'])}]{mark}")
             n = max(c["n"] for c in cells.values())
             md.append(f"| {name} | {' | '.join(row)} | {n} |")
+            if predict:  # where one more seed is expected: wider than the mean's interval by about sqrt(n + 1)
+                pred = [f"[{fmt(c['new_seed_low'])}, {fmt(c['new_seed_high'])}]" if c and c["n"] > 1 else "-"
+                        for c in map(cells.get, cols)]
+                md.append(f"| {name}, a new seed (95% prediction) | {' | '.join(pred)} | {n} |")
         md.append("")
     if md:
         md.insert(0, "Mean [95% t-interval] across the seeds both sides have (a seed shares generation 0 across "
@@ -219,6 +223,8 @@ def main() -> int:
                    help="generations of aggregate.md's table (after 0) and of the paired comparisons (default: 1 and the "
                         "last; --versus-generation0: all)")
     p.add_argument("--max-generation", type=int, metavar="G", help="summarise generations 0..G only")
+    p.add_argument("--predict", action="store_true",
+                   help="paired tables add, per comparison, the 95%% prediction interval of one more seed")
     p.add_argument("--common-seeds", action="store_true",
                    help="at each generation, only the seeds every setting has reached (for an unfinished sweep)")
     p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
@@ -283,7 +289,8 @@ def main() -> int:
         f"unfinished, {counts['failed']} failed. Cells: mean [95% interval across seeds].\n\n"
         + (f"Not finished:\n{status}\n\n" if status else "") + "\n".join(md))
     if a.pair or a.versus_generation0:
-        prow, pmd = paired_tables(jobs, metrics, [tuple(x) for x in a.pair], a.versus_generation0, a.ratio, a.at)
+        prow, pmd = paired_tables(jobs, metrics, [tuple(x) for x in a.pair], a.versus_generation0, a.ratio, a.at,
+                                  a.predict)
         write_csv(prow, out / "paired.csv")
         (out / "paired.md").write_text(f"# Paired comparisons: {' '.join(map(str, a.sweep_dir))}\n\n" + pmd)
         log.info("%s", pmd)

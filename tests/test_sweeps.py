@@ -79,6 +79,8 @@ def test_paired_difference_on_common_seeds(hand_made_sweep):
     half = stats.t.ppf(0.975, 1) * stats.tstd([1.0, 2.5]) / math.sqrt(2)
     assert (d["low"], d["high"]) == pytest.approx((1.75 - half, 1.75 + half))
     assert d["verdict"] == "not distinguishable with 2 seeds"  # 12.7 x 0.53: the interval holds 0
+    wide = stats.t.ppf(0.975, 1) * stats.tstd([1.0, 2.5]) * math.sqrt(1 + 1 / 2)  # one more seed: sqrt(3) x wider
+    assert (d["new_seed_low"], d["new_seed_high"]) == pytest.approx((1.75 - wide, 1.75 + wide))
     g0 = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 2, base_generation=0)
     assert g0["mean"] == pytest.approx(2.0) and g0["verdict"] == "higher" and g0["n"] == 3  # +2, +2, +2
     r = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 1, base_generation=0, ratio=True)

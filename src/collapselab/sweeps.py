@@ -154,6 +154,19 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
     return m, m - h, m + h, n
 
 
+def prediction_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Where one more seed's value is expected with probability ``level`` (Student t, n - 1 degrees of freedom,
+    the spread of one draw plus the mean's uncertainty: mean +- t sd sqrt(1 + 1/n)); nan below 2 values."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    n = len(v)
+    if n < 2:
+        return math.nan, math.nan
+    m = sum(v) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
+    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd * math.sqrt(1 + 1 / n)
+    return m - h, m + h
+
+
 def aggregate(jobs: list[Job], metric: str) -> dict[str, list[dict]]:
     """{setting label: [{generation, mean, low, high, n}, ...]} over the finished and unfinished jobs' rows."""
     by_setting: dict[str, dict[int, list[float]]] = {}
@@ -195,7 +208,8 @@ def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: 
     seeds (arms that share a seed share generation 0, so the difference is far less noisy than either arm).
     ``base_generation``: compare ``a`` at ``generation`` with ``a`` itself at that generation instead (``b`` is then
     ignored); ``ratio``: a / b per seed instead of a - b.
-    Returns {metric, a, b, generation, mean, low, high, n, seeds, verdict}."""
+    Returns {metric, a, b, generation, mean, low, high, n, seeds, verdict, new_seed_low, new_seed_high} (the last
+    two: the 95% prediction interval of one more seed's difference)."""
     left = _by_seed(jobs, a, metric, generation)
     if base_generation is not None:
         b, right = f"{a} at generation {base_generation}", _by_seed(jobs, a, metric, base_generation)
@@ -206,6 +220,7 @@ def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: 
         seeds = [s for s in seeds if right[s] != 0]
     vals = [left[s] / right[s] if ratio else left[s] - right[s] for s in seeds]
     m, lo, hi, n = mean_ci(vals)
+    p_lo, p_hi = prediction_interval(vals)
     null = 1.0 if ratio else 0.0
     if n < 2:
         verdict = f"{n} common seed(s): no interval"
@@ -216,7 +231,7 @@ def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: 
     else:
         verdict = f"not distinguishable with {n} seeds"
     return {"metric": metric, "a": a, "b": b, "generation": generation, "ratio": ratio, "mean": m, "low": lo,
-            "high": hi, "n": n, "seeds": seeds, "verdict": verdict}
+            "high": hi, "n": n, "seeds": seeds, "verdict": verdict, "new_seed_low": p_lo, "new_seed_high": p_hi}
 
 
 def keep_common_seeds(jobs: list[Job]) -> None:

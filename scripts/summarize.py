@@ -294,6 +294,9 @@ def main() -> int:
         write_csv(prow, out / "paired.csv")
         (out / "paired.md").write_text(f"# Paired comparisons: {' '.join(map(str, a.sweep_dir))}\n\n" + pmd)
         log.info("%s", pmd)
+    else:  # none asked for: no earlier call's tables left beside this summary
+        for name in ("paired.md", "paired.csv"):
+            (out / name).unlink(missing_ok=True)
     if a.heatmap:
         heatmap(jobs, a.heatmap[0], a.heatmap[1], out / "heatmap.png")
     log.info("wrote %s", out)

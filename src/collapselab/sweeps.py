@@ -142,28 +142,33 @@ def long_rows(jobs: list[Job]) -> list[dict]:
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float, int]:
     """(mean, low, high, n) with a Student-t interval across seeds; one value gives a zero-width interval."""
+    m, sd_t, n = _mean_and_t_spread(values, level)
+    if n <= 1:
+        return m, m, m, n
+    h = sd_t / math.sqrt(n)
+    return m, m - h, m + h, n
+
+
+def _mean_and_t_spread(values: list[float], level: float) -> tuple[float, float, int]:
+    """(mean, Student-t quantile x standard deviation, n) of the finite ``values``; nan spread below 2 values."""
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
     n = len(v)
     if n == 0:
-        return math.nan, math.nan, math.nan, 0
+        return math.nan, math.nan, 0
     m = sum(v) / n
     if n == 1:
-        return m, m, m, 1
+        return m, math.nan, 1
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
-    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return m, m - h, m + h, n
+    return m, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd, n
 
 
 def prediction_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """Where one more seed's value is expected with probability ``level`` (Student t, n - 1 degrees of freedom,
     the spread of one draw plus the mean's uncertainty: mean +- t sd sqrt(1 + 1/n)); nan below 2 values."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    n = len(v)
+    m, sd_t, n = _mean_and_t_spread(values, level)
     if n < 2:
         return math.nan, math.nan
-    m = sum(v) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
-    h = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd * math.sqrt(1 + 1 / n)
+    h = sd_t * math.sqrt(1 + 1 / n)
     return m - h, m + h
 
 

@@ -26,3 +26,77 @@ def test_readme_is_a_front_page():
     assert len(text.splitlines()) <= 200
     assert "python -m pytest && python -m pytest -m slow" in text  # the test command .ci/run runs
     assert "PAPER.md" not in text and not any("PAPER.md" in p.read_text() for p in PAGES)
+
+
+def test_readme_has_no_cpu_table_and_pages_have_titles():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150, "README.md is a front page: at most 150 lines"
+    assert not re.search(r"^\| *CPU", text, re.M), "the per-CPU timing table belongs in docs/performance.md"
+    for page in PAGES[1:]:
+        assert page.read_text().startswith("# "), f"{page.name} must begin with a title"
+
+
+# ----- every key and default docs/configuration.md names is the composed config's ------------------------------
+SECTIONS = {"Top-level keys": [], "MNIST": ["generator=vae"], "Linear regression": ["generator=linear",
+            "verifier=noisy_oracle"], "The Gaussian toy model": ["generator=gaussian", "verifier=noisy_oracle"]}
+GENERATORS = {"vae", "linear", "gaussian"}
+
+
+def _doc_rows() -> list[tuple[str, list[str], str]]:
+    """(section, keys, default cell) of every `| key | default | meaning |` row of docs/configuration.md."""
+    rows, section, table = [], None, False
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        if line.startswith("## "):
+            section = next((s for s in SECTIONS if line[3:].startswith(s)), None)
+        table = line.startswith("| key | default |") or (table and line.startswith("|"))
+        if section is not None and table and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            if re.fullmatch(r"`[\w.]+`(, `[\w.]+`)*", cells[0]):
+                rows.append((section, re.findall(r"`([\w.]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def _as_text(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _lookup(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        assert isinstance(node, dict) and part in node, f"docs/configuration.md names `{key}`, not in the config"
+        node = node[part]
+    return node
+
+
+def test_configuration_md_keys_and_defaults_are_the_composed_config():
+    """A new or renamed key, or a changed default, must change docs/configuration.md with it."""
+    from .conftest import compose_cfg
+
+    rows = _doc_rows()
+    assert len(rows) >= 20, "the tables of docs/configuration.md were not found"
+    checked = 0
+    for section, keys, cell in rows:
+        if "$" in cell:  # an environment-dependent default (data.root)
+            continue
+        parts = [p.strip() for p in cell.split(", ")]
+        if len(parts) != len(keys) and len(keys) > 1:
+            raise AssertionError(f"{keys}: {len(keys)} keys but defaults {cell!r}")
+        per_generator = {}
+        if len(keys) == 1 and all(p.split(" ")[0] in GENERATORS for p in parts):  # "vae 3, linear 10"
+            per_generator = {p.split(" ")[0]: p.split(" ", 1)[1] for p in parts}
+            parts = [None]
+        for key, want in zip(keys, parts):
+            cases = ([(SECTIONS[section], want)] if not per_generator
+                     else [([f"generator={g}"], v) for g, v in per_generator.items()])
+            for overrides, expect in cases:
+                expect = re.sub(r"\s*\(.*\)$", "", expect.strip("`")).strip("`")  # "null (= 0.1)" -> "null"
+                got = _as_text(_lookup(compose_cfg(overrides), key))
+                try:
+                    same = float(got) == float(expect)
+                except ValueError:
+                    same = got == expect
+                assert same, f"docs/configuration.md says {key} = {expect} ({section}); the config has {got}"
+                checked += 1
+    assert checked >= 25

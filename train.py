@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from collapselab.errors import CollapseLabError, ConfigError
+from collapselab.hydra_callbacks import EXISTED
 from collapselab.loop import run
 from collapselab.runguard import RunDirBusy, RunInterrupted
 
@@ -68,13 +69,18 @@ def main(cfg: DictConfig) -> dict | None:
         log.error("%s", e)
         sys.exit(2)
     except Exception as e:
+        if not claimed and EXISTED.get(str(run_dir)) is False:  # refused before any write: leave no empty folder
+            try:
+                run_dir.rmdir()
+            except OSError:
+                pass  # not empty, or not ours to remove
         if claimed:  # a refused process writes nothing into another run's directory
             try:
                 error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations
             except OSError:
                 pass  # an unwritable run dir: the message below says so
         if hc.mode == RunMode.MULTIRUN:
-            log.error("%s (details in %s)", e, error_file)
+            log.error("%s%s", e, f" (details in {error_file})" if claimed else "")
             raise  # the launcher records the failure; the other jobs go on
         if isinstance(e, CollapseLabError):
             log.error("%s", e)

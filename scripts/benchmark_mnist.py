@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from collapselab.interfaces import RankingVerifier
 from collapselab.batch import Batch
 from collapselab.data.mnist import binarize, class_balanced_indices
 from collapselab.device import _cpu_flags, cpu_model, native_bf16, resolve_device
@@ -173,14 +174,14 @@ def stage_table(task, device: torch.device, peaks: dict[str, float], profile: st
                                             progress=False).fit(*sub, g),
               2 * fit_n * v.epochs, 2 * k, "bf16" if v.bf16 else "fp32")
     scores = None
-    if v is not None and hasattr(v, "score"):
+    if isinstance(v, RankingVerifier):
         scores = stage("score candidates", lambda: v.score(cand.x, cand.y),
                        lambda: v.score(cand.x[:2000], cand.y[:2000]), pool, 2000,
                        "bf16" if getattr(v, "bf16", False) and not isinstance(v, DiscriminatorVerifier) else "fp32")
         quota = task.quota(1)[0]
         by_class = scores[cand.y.argsort(stable=True)].view(10, pool // 10)  # the draw ranks within each class
-        stage(f"select ({getattr(v, 'selection', 'top')})",
-              lambda: select(by_class, quota, getattr(v, "selection", "top"), getattr(v, "temperature", 1.0), g),
+        stage(f"select ({v.selection})",
+              lambda: select(by_class, quota, v.selection, v.temperature, g),
               lambda: None, pool, 1, "fp32")
     judge = task.nets.get(JUDGE)[0]
     kept = Batch(cand.x[:n], cand.y[:n])

@@ -57,15 +57,26 @@ def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) ->
     return subprocess.run(train_cmd(*overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=e)
 
 
-FILTERING = ("verify", "verify_accumulate", "mix", "fresh")  # policies whose YAML draws through the verifier
+def filters(policy: str) -> bool:
+    """Whether ``policy`` (a conf/policy/ option) draws through the verifier: read from the policy itself."""
+    from collapselab.policies import build_policy
+
+    return build_policy(compose_cfg([f"policy={policy}"])).filters
 
 
 def n_train_after_one(policy: str, synthetic: int, real: int, sized: bool = False) -> int:
     """Generation 1's training set at the policies' defaults; ``sized``: policy.n_synthetic is set (mix at
-    real_fraction 0.5 then adds as many real samples; unset, it splits the default size in two)."""
+    real_fraction 0.5 then adds as many real samples; unset, it splits the default size in two). A policy this
+    helper does not know (a new conf/policy/ YAML) is held to the size its own memory check plans for."""
     if policy == "mix":
         return 2 * synthetic if sized else synthetic
-    return synthetic + (real if policy in ("accumulate", "verify_accumulate", "fresh") else 0)
+    if policy in ("replace", "verify", "accumulate_subsample"):
+        return synthetic
+    if policy in ("accumulate", "verify_accumulate", "fresh"):
+        return synthetic + real
+    from collapselab.policies import build_policy
+
+    return build_policy(compose_cfg([f"policy={policy}"])).largest_training_set(real, synthetic, 1)
 
 
 def options(group: str) -> list[str]:

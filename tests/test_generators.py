@@ -5,13 +5,11 @@ import pytest
 import torch
 
 from collapselab.batch import Batch
-from collapselab.components import build
-from collapselab.errors import ConfigError, RunError
+from collapselab.errors import ConfigError
 from collapselab.generators.linear import LinearGenerator
 from collapselab.generators.vae import VAEGenerator
 from collapselab.interfaces import Generator
 from collapselab.studies.gaussian import GaussianGenerator
-from collapselab.verifiers.linear import CenterVerifier
 
 
 def g(seed: int = 0) -> torch.Generator:
@@ -61,52 +59,6 @@ def test_vae_generator_checks_its_keys_and_fits_tiny_data():
 
 
 # ----- verifiers and the builder --------------------------------------------------------------------------
-def test_centre_verifier_band_per_chain():
-    v = CenterVerifier(torch.tensor([[0.0], [1.0]], dtype=torch.float64), radius=0.5, noise_std=1e-12)
-    x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
-    y = torch.tensor([0.4, 0.6, 1.2], dtype=torch.float64).expand(2, 1, 3)
-    assert v(x, y, g()).tolist() == [[[True, False, False]], [[False, True, True]]]
-
-
-def test_build_passes_call_site_kwargs_and_refuses_clashes():
-    node = {"_target_": "collapselab.studies.gaussian.GaussianGenerator", "name": "gaussian", "fit_variance": False}
-    gen = build(node, "generator", replicates=3, noise_std=2.0, device=torch.device("cpu"))
-    assert gen.var.tolist() == [4.0] * 3
-    with pytest.raises(ConfigError, match=r"generator\.replicates is set by the study at run time"):
-        build({**node, "replicates": 5}, "generator", replicates=3, noise_std=2.0, device=torch.device("cpu"))
-
-
-# ----- the one minibatch trainer ---------------------------------------------------------------------------
-def test_trainer_fits_is_seeded_and_names_the_fix_on_nan():
-    from collapselab.training import train_minibatch
-
-    x = torch.linspace(-1, 1, 64).unsqueeze(1)
-    y = 3 * x
-
-    def fit(seed, epochs=20, val=None, patience=None):
-        torch.manual_seed(0)
-        net = torch.nn.Linear(1, 1)
-        out = train_minibatch(net, lambda i: (net(x[i]) - y[i]).pow(2).mean(), torch.arange(64),
-                              optimizer=torch.optim.Adam(net.parameters(), lr=0.1), epochs=epochs, batch_size=8,
-                              rng=g(seed), val_fn=val and (lambda: val(net)), patience=patience, progress=False)
-        return net, out
-
-    a, out = fit(1)
-    assert out.epochs == 20 and out.train_loss < 0.05 and out.best_val == math.inf
-    b, _ = fit(1)
-    c, _ = fit(2)
-    assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)
-    # held-out value that only gets worse after the first epoch: stop after `patience`, keep the first epoch
-    calls = []
-    net, out = fit(1, val=lambda n: calls.append(1) or float(len(calls)), patience=2)
-    assert out.epochs == 3 and out.best_val == 1.0
-    net = torch.nn.Linear(1, 1)
-    with pytest.raises(RunError, match=r"the toy loss became nan at epoch 1; lower the rate"):
-        train_minibatch(net, lambda i: net(x[i]).sum() * float("nan"), torch.arange(64),
-                        optimizer=torch.optim.SGD(net.parameters(), lr=0.1), epochs=1, batch_size=8, rng=g(),
-                        nan_hint="lower the rate", desc="toy", progress=False)
-
-
 def test_vae_bernoulli_draw_has_the_right_rate_and_is_seeded():
     from collapselab.generators.vae import bernoulli
     p = torch.linspace(0, 1, 11).repeat(20000, 1)
@@ -156,9 +108,3 @@ def test_predict_logits_cache_sized_batches_match_one_pass():
     x = (torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     small, whole = predict_logits(net, x, batch=64), predict_logits(net, x, batch=300)
     assert small[0].shape == (300, 10) and torch.allclose(small[0], whole[0], atol=1e-5)
-
-
-def test_trainer_adam_is_fused_on_cpu():
-    from collapselab.training import adam
-    opt = adam([torch.nn.Parameter(torch.zeros(3))], 1e-3, torch.device("cpu"))
-    assert opt.defaults["fused"] is True

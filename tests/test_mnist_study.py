@@ -316,4 +316,4 @@ def test_an_unreadable_cached_network_is_moved_aside_not_deleted(tmp_path, caplo
     net, _ = nets.get_net(spec, fake_mnist(), tmp_path, torch.device("cpu"), progress=False)
     assert path.exists() and (tmp_path / (path.name + ".unreadable")).read_bytes() == b"not a checkpoint"
     assert "moved to" in caplog.text
-    nets._MEMO.pop(spec.key(fake_mnist().key))
+    nets.forget(spec.key(fake_mnist().key))

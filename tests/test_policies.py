@@ -138,14 +138,19 @@ def test_fresh_mnist_images_are_never_used_twice(fake_root):
                                   "generations=100"]))
 
 
-def test_a_study_without_fresh_data_refuses_policy_fresh():
-    from collapselab.studies import gaussian
+class _StudyWithoutFreshData:
+    """A study class that offers no fresh real data (it does not follow interfaces.FreshData)."""
 
+    def __new__(cls, cfg, device, policy):
+        from collapselab.studies.gaussian import GaussianStudy
+
+        study = GaussianStudy(cfg, device, policy)
+        return type("NoFresh", (), {k: getattr(study, k) for k in dir(study) if not k.startswith("__")
+                                    and k != "fresh_real"})()
+
+
+def test_a_study_without_fresh_data_refuses_policy_fresh():
     cfg = compose_cfg(["generator=gaussian", "policy=fresh", "device=cpu"])
-    original = gaussian.GaussianStudy.fresh_real
-    try:
-        del gaussian.GaussianStudy.fresh_real
-        with pytest.raises(ConfigError, match="needs fresh real data each generation, which generator=gaussian's study"):
-            check_config(cfg)
-    finally:
-        gaussian.GaussianStudy.fresh_real = original
+    cfg["study"] = f"{__name__}._StudyWithoutFreshData"
+    with pytest.raises(ConfigError, match="needs fresh real data each generation, which generator=gaussian's study"):
+        check_config(cfg)

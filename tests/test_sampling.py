@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from collapselab.errors import ConfigError, RunError
-from collapselab.sampling import check_selection, collect, rank_select, select
+from collapselab.sampling import check_selection, collect, pool_size, rank_select, select
 
 
 def g(seed: int = 0) -> torch.Generator:
@@ -87,3 +87,9 @@ def test_drs_is_a_density_ratio_draw_and_needs_a_discriminator():
         check_selection("best", 1.0)
     with pytest.raises(ConfigError, match="verifier.temperature=-1"):
         check_selection("softmax", -1)
+
+
+def test_rank_select_and_pool_size():
+    s = torch.tensor([[0.1, 0.9, 0.5, 0.7], [4.0, 3.0, 2.0, 1.0]])
+    assert rank_select(s, torch.tensor([2, 1])).tolist() == [[False, True, False, True], [True, False, False, False]]
+    assert pool_size(200, 0.1) == 2000 and pool_size(200, 1.0) == 200 and pool_size(7, 0.3) == 24

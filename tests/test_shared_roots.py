@@ -60,7 +60,7 @@ def test_an_unwritable_network_cache_is_refused_before_training(tmp_path, monkey
     monkeypatch.setattr(ckpt.os, "access", lambda p, mode: Path(p) != root / "nets")
     trained = []
     monkeypatch.setattr(nets, "train_net", lambda *a, **k: trained.append(a) or pytest.fail("trained"))
-    monkeypatch.setattr(nets, "_MEMO", {})
+    nets.forget()
     with pytest.raises(RunError, match=rf"cannot write the evaluator network under {root / 'nets'}: .* not writable") as e:
         run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "run")
     assert not trained and "Earlier generations" not in str(e.value)

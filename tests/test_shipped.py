@@ -17,12 +17,11 @@ REAL = SimpleNamespace(key="mnist-md5")  # what get_net reads of real MNIST befo
 
 
 @pytest.fixture
-def fresh_memo(monkeypatch):
+def fresh_memo():
     """get_net's in-process memo and the checksum memo emptied for this test, restored afterwards."""
-    monkeypatch.setattr(nets, "_MEMO", {})
-    nets.shipped_file.cache_clear()
+    nets.forget()
     yield
-    nets.shipped_file.cache_clear()
+    nets.forget()
 
 
 def test_the_manifest_names_the_three_fixed_networks_and_their_checksums_hold():

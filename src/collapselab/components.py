@@ -51,8 +51,29 @@ def _signature(fn: Any) -> tuple[set[str] | None, list[str]]:
     return {p.name for p in params}, required
 
 
+def protocol_members(protocol: type) -> list[str]:
+    """The attributes and methods a runtime-checkable protocol asks for (its own and its protocol bases')."""
+    names: list[str] = []
+    for base in reversed(protocol.__mro__):
+        if not getattr(base, "_is_protocol", False) or base.__name__ in ("Protocol", "Generic"):
+            continue
+        for n in [*getattr(base, "__annotations__", {}), *vars(base)]:
+            if (not n.startswith("_") or n == "__call__") and n not in names:
+                names.append(n)
+    return names
+
+
+def check_protocol(obj: Any, protocol: type, label: str) -> None:
+    """``obj`` follows ``protocol`` (``isinstance`` on a runtime-checkable protocol), or one ConfigError naming what
+    it lacks."""
+    if not isinstance(obj, protocol):
+        lacks = [n for n in protocol_members(protocol) if not hasattr(obj, n)]
+        raise ConfigError(f"{label}: {type(obj).__name__} does not follow collapselab.interfaces.{protocol.__name__}: "
+                          f"it lacks {', '.join(lacks) or 'a member'} (see docs/extending.md)")
+
+
 def build(node: dict, group: str, drop: tuple[str, ...] = BOOKKEEPING, offer: dict[str, Any] | None = None,
-          context: str = "", **callsite: Any) -> Any:
+          context: str = "", protocol: type | None = None, **callsite: Any) -> Any:
     """``node["_target_"](**node_kwargs, **parts)``; every configuration failure is one ConfigError naming ``group``.
 
     ``callsite`` kwargs are always passed (what only the running code knows: a device, data shapes).
@@ -60,7 +81,8 @@ def build(node: dict, group: str, drop: tuple[str, ...] = BOOKKEEPING, offer: di
     target's signature names it, so a component receives what it uses and nothing else. A required
     parameter that neither the YAML nor the offer supplies means the component does not fit the study
     (``context``, e.g. "generator=linear"). A ConfigError raised by the constructor passes through
-    unchanged; any other exception from it is a bug and keeps its traceback.
+    unchanged; any other exception from it is a bug and keeps its traceback. ``protocol``: the built part must
+    follow it (collapselab.interfaces), checked here, once.
     """
     label = f"{group}={node.get('name', '?')}"
     target = node.get("_target_")
@@ -93,4 +115,7 @@ def build(node: dict, group: str, drop: tuple[str, ...] = BOOKKEEPING, offer: di
         if isinstance(cause, CollapseLabError):
             raise cause from None
         raise _import_error(label, target, e) from None
-    return make(**given)  # the parts as they are (not converted to configs)
+    obj = make(**given)  # the parts as they are (not converted to configs)
+    if protocol is not None:
+        check_protocol(obj, protocol, label)
+    return obj

@@ -1,6 +1,7 @@
 """Validation of the composed config: every bad value becomes a ConfigError that says how to fix it."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .errors import ConfigError
@@ -71,6 +72,22 @@ def check_elements(n: int, what: str, hint: str) -> None:
     if n > MAX_ELEMENTS:
         raise ConfigError(f"{what} would hold {n:,} values ({n * 8 / 2**30:.0f} GiB), above the "
                           f"{MAX_ELEMENTS:,} this machine is asked to allocate. {hint}".strip())
+
+
+def memory_budget() -> int:
+    """Bytes one run may ask for in a single structure: half this machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf: no bound
+        return 2**62
+
+
+def check_memory(n_bytes: int, what: str, hint: str) -> None:
+    """Refuse ``what`` (n_bytes) over the memory budget before it is allocated, naming both sizes and ``hint``."""
+    budget = memory_budget()
+    if n_bytes > budget:
+        raise ConfigError(f"{what} would take {n_bytes / 2**30:,.1f} GiB, above {budget / 2**30:,.1f} GiB (half this "
+                          f"machine's memory). {hint}".strip())
 
 
 # cfg-reading forms of the checks above: the value of dotted ``key`` in ``cfg``

@@ -53,24 +53,94 @@ class ImageGenerator(Generator, Protocol):
 @runtime_checkable
 class Verifier(Protocol):
     """Judges candidates. Built from its YAML kwargs plus the parts its signature names among those the
-    study offers (``data``, ``device``; on MNIST also ``nets``, ``conditional_model``, ``progress``).
+    study offers (``data``, ``device``; on MNIST also ``nets``, ``conditional_model``, ``progress``), and checked
+    against this protocol when built.
 
     Two modes, told by ``keep_fraction``:
-    - ``None``: per-sample verdicts, ``__call__(x, y, rng) -> bool`` shaped like y; the study draws until
+    - ``None``: per-sample verdicts (the verifier must also be a ``VerdictVerifier``); the draw goes on until
       every group has its quota of accepted candidates;
-    - a float in (0, 1]: ranking, ``score(x, y) -> float`` shaped like y; the study draws
-      quota / keep_fraction candidates per group and keeps quota of each by the verifier's ``selection``
-      (``top``, the default; ``softmax`` with ``temperature``; ``drs`` when ``density_ratio = True``, the
-      score being log D/(1-D)): ``collapselab.sampling.select``, validated by ``sampling.check_selection``.
-    Optional: ``fits_on_synthetic = True`` with ``fit_due() -> bool`` and ``fit(real, fake, rng)`` for a
-    verifier trained on real vs the current generator's samples each generation (``fit_size`` real
-    samples); ``prepare()`` for opening work (fetching a network); ``state_dict`` / ``load_state_dict`` for
-    what must survive a resume.
+    - a float in (0, 1]: ranking (the verifier must also be a ``RankingVerifier``): quota / keep_fraction
+      candidates are drawn per group and quota of each kept by ``selection`` (``collapselab.sampling.select``).
+    The same code (``collapselab.sampling.draw``) does this for every study; the optional capabilities below are
+    written protocols too, checked with ``isinstance``, never probed.
     """
 
     keep_fraction: float | None
 
+
+@runtime_checkable
+class VerdictVerifier(Protocol):
+    """A verifier that judges each candidate: ``__call__(x, y, rng) -> bool`` shaped like y; coins from ``rng``."""
+
+    keep_fraction: float | None
+
     def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor: ...
+
+
+@runtime_checkable
+class RankingVerifier(Protocol):
+    """A verifier that scores: ``score(x, y) -> float`` shaped like y, higher is better. ``selection`` is ``top``,
+    ``softmax`` (a Luce draw, p ~ exp(score / temperature)) or ``drs`` (only where ``density_ratio`` is true: the
+    score is log D/(1-D) of a real-vs-synthetic discriminator)."""
+
+    keep_fraction: float | None
+    selection: str
+    temperature: float
+    density_ratio: bool
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class LearningVerifier(Protocol):
+    """A verifier trained each generation on ``fit_size`` real samples against as many of the current generator's:
+    ``fit_due()`` says whether this generation refits, ``fit(real, fake, rng)`` trains (real, fake: (x, y))."""
+
+    fit_size: int
+
+    def fit_due(self) -> bool: ...
+
+    def fit(self, real: tuple[Tensor, Tensor], fake: tuple[Tensor, Tensor], rng: torch.Generator) -> dict: ...
+
+
+@runtime_checkable
+class Prepared(Protocol):
+    """A part with opening work (fetching or training a network), done once every check has passed."""
+
+    def prepare(self) -> None: ...
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A part with state that must survive a resume (a verifier's network, a centre)."""
+
+    def state_dict(self) -> dict | None: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class KnowledgeCentre(Protocol):
+    """A regression verifier centred on theta_c [d] or [R, d]: the linear study reports ``center_error`` against it."""
+
+    center: Tensor
+
+
+@runtime_checkable
+class MixedPrecision(Protocol):
+    """A generator that reports whether it trains and samples under bf16 autocast (``summary.json``: ``bf16``)."""
+
+    amp: bool
+
+
+@runtime_checkable
+class LikelihoodModel(Protocol):
+    """An MNIST generator with a likelihood: ``batch_nelbo(x, y, rng) -> [N]`` (``test_nelbo``) and
+    ``decode_mean(y, rng) -> [N, 1, 28, 28]`` (``fid_mean``); without them both metrics are null."""
+
+    def batch_nelbo(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor: ...
+
+    def decode_mean(self, y: Tensor, rng: torch.Generator) -> Tensor: ...
 
 
 @runtime_checkable
@@ -104,24 +174,38 @@ class Policy(Protocol):
 
 
 @runtime_checkable
+class FreshData(Protocol):
+    """A study that can give real data never used before: ``fresh_real(generation, n) -> Batch`` (n None: data.n_real),
+    the same for the same (seed, generation); what a policy with ``fresh`` needs (others refuse such a policy)."""
+
+    def fresh_real(self, generation: int, n: int | None) -> Batch: ...
+
+
+@runtime_checkable
 class Study(Protocol):
-    """Which data, generator, evaluator and defaults a generator brings, wired for the loop. Built as
+    """Which data, candidate source and metrics a generator brings, wired for the loop. Built as
     ``<cfg.study>(cfg, device, policy)``: it checks every config value it reads and builds its parts (data,
-    evaluator, the verifier with the parts it offers) without writing or training anything. An optional
-    ``prepare()`` does the opening work (loading files, training networks) once the checks have passed; an
-    optional ``fresh_real(generation, n) -> Batch`` (n None: data.n_real) gives real data never used before,
-    the same for the same (seed, generation), for a policy with ``fresh`` (others refuse such a policy)."""
+    evaluator, the verifier with the parts it offers) without writing or training anything. It may also be
+    ``Prepared`` (opening work once the checks have passed) and ``FreshData``. The draw itself is
+    ``collapselab.sampling.draw``, the same for every study: it reads ``quota``, ``verifier``, ``policy``,
+    ``draw_layout`` and ``draw_metrics``."""
 
     headline: tuple[str, ...]  # metrics shown in the end-of-run table and the progress bar
     real: Batch  # generation 0's training set
+    verifier: Verifier | None  # None: no verifier, or one the policy does not use
+    policy: Policy
+    draw_layout: Any  # collapselab.sampling.DrawLayout: how candidates meet the verifier
+
+    def quota(self, generation: int) -> Tensor:
+        """[R, G] synthetic samples per chain and group for this generation."""
+
+    def draw_metrics(self, synthetic: Batch) -> dict | None:
+        """Metrics of the drawn set merged into the row (MNIST: verifier_agreement), or None."""
 
     def new_generator(self, generation: int) -> Generator: ...
 
     def prepare_verifier(self, model: Generator, generation: int) -> None:
         """Train the verifier for this generation when it learns from the current generator."""
-
-    def draw(self, model: Generator, generation: int, rng: torch.Generator, rng_verify: torch.Generator):
-        """(synthetic Batch, sampling.Collected): candidates from ``rng``, verifier coins from ``rng_verify``."""
 
     def evaluate(self, model: Generator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         """The study's metrics of one generation (None where a metric does not apply)."""
@@ -141,13 +225,11 @@ class Study(Protocol):
 
 
 def state_of(component: object) -> dict | None:
-    """``component.state_dict()`` when it has one (verifiers may be stateless)."""
-    fn = getattr(component, "state_dict", None)
-    return fn() if callable(fn) else None
+    """``component.state_dict()`` when it is ``Stateful`` (verifiers may be stateless)."""
+    return component.state_dict() if isinstance(component, Stateful) else None
 
 
 def load_state(component: object, state: dict | None) -> None:
-    """``component.load_state_dict(state)`` when both exist."""
-    fn = getattr(component, "load_state_dict", None)
-    if state is not None and callable(fn):
-        fn(state)
+    """``component.load_state_dict(state)`` when it is ``Stateful`` and there is a state."""
+    if state is not None and isinstance(component, Stateful):
+        component.load_state_dict(state)

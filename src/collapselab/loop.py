@@ -14,11 +14,12 @@ from .checkpoint import SUMMARY, append_metrics, gen_dir, load_torch, read_metri
 from .config import get, validate_common
 from .device import machine, resolve_device, set_threads
 from .errors import ConfigError, RunError
-from .interfaces import Policy
+from .interfaces import FreshData, Policy, Prepared
 from .policies import build_policy
 from .rng import derive_seed, make_rng, seed_everything
+from .sampling import draw
 from .resume import CHECKPOINT, SYNTHETIC, check_stored_config, claim, finished_generations, resume
-from .runguard import LOCK, RunInterrupted, critical, run_lock, stop_signals
+from .runguard import LOCK, RunInterrupted, check_run_dir, critical, run_lock, stop_signals
 from .studies import build_study
 from .tblog import TBLogger
 
@@ -52,7 +53,7 @@ def _generation(study, policy: Policy, t: int, prev_model, history: list, rng: d
         with clock("verifier_fit_s"):
             study.prepare_verifier(prev_model, t)
         with clock("draw_s"):
-            synthetic, col = study.draw(prev_model, t, rng["sample"], rng["verify"])
+            synthetic, col = draw(study, prev_model, t, rng["sample"], rng["verify"])
         real = study.fresh_real(t, policy.n_fresh) if policy.fresh else study.real
         train = policy.next_training_set(real, synthetic, history, rng["policy"])
     model = study.new_generator(t)
@@ -80,7 +81,7 @@ def check_config(cfg: dict, device: str | None = None):
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
     study = build_study(cfg, dev, policy)
-    if policy.fresh and not hasattr(study, "fresh_real"):
+    if policy.fresh and not isinstance(study, FreshData):
         raise ConfigError(f"policy={policy.name} needs fresh real data each generation, which "
                           f"generator={get(cfg, 'generator.name')}'s study does not offer (no fresh_real): "
                           "use another policy")
@@ -92,12 +93,14 @@ def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = 
     """Run (or resume) the experiment described by the plain-dict ``cfg`` in ``run_dir``; returns the last row.
 
     One process at a time holds ``run_dir`` (RunDirBusy otherwise), and only for a run of its own config:
-    ``claim`` refuses one that holds another before anything is written, then ``on_claimed`` runs (train.py
+    every config value is checked first, then ``claim`` refuses a dir that holds another run, both before anything is
+    written; then ``on_claimed`` runs (train.py
     writes Hydra's record there). SIGTERM / SIGINT stop it cleanly (RunInterrupted) with every finished
     generation on disk, so the same call resumes it. ``refuse_foreign``: a folder that holds files a run does
     not write, and no finished run, is refused too (train.py, unless ``adopt_dir=true``).
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_dir(run_dir, "run_dir")  # a file, /proc, an unwritable folder: one line, nothing written
+    device, policy, study = check_config(cfg)  # every bad value is refused before anything is written
     new_lock = not (run_dir / LOCK).exists()
     with run_lock(run_dir, announce=False) as say_who, stop_signals():
         try:
@@ -109,7 +112,6 @@ def run(cfg: dict, run_dir: str | Path, on_claimed: Callable[[], None] | None = 
         say_who()
         if on_claimed is not None:
             on_claimed()
-        device, policy, study = check_config(cfg)  # every bad value is refused before any work or run file
         try:
             return _run(cfg, run_dir, device, policy, study)
         except RunInterrupted as e:
@@ -132,7 +134,8 @@ def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:
         return done[-1]
     log.info("device: %s", device)
     run_dir.mkdir(parents=True, exist_ok=True)
-    getattr(study, "prepare", lambda: None)()  # the opening work: load data, fetch or train networks
+    if isinstance(study, Prepared):
+        study.prepare()  # the opening work: load data, fetch or train networks
     seed, n_gen = int(cfg["seed"]), int(cfg["generations"])
     show = bool(cfg.get("progress", True))
 
@@ -213,8 +216,8 @@ def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cp
     model.load_state_dict(prev["generator"])
     study.load_verifier_state(this.get("verifier"))
     seed = int(cfg["seed"])
-    synthetic, _ = study.draw(model, generation, make_rng(seed, generation, "sample", dev),
-                             make_rng(seed, generation, "verify", dev))
+    synthetic, _ = draw(study, model, generation, make_rng(seed, generation, "sample", dev),
+                        make_rng(seed, generation, "verify", dev))
     return synthetic
 
 

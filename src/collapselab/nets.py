@@ -111,6 +111,16 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 
 
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
+
+
+def forget(key: str | None = None) -> None:
+    """Drop networks held in this process (one by key, or all), so the next ``get_net`` reads (or trains) them anew;
+    also forgets which shipped files passed their checksum."""
+    if key is None:
+        _MEMO.clear()
+    else:
+        _MEMO.pop(key, None)
+    shipped_file.cache_clear()
 SHIPPED = Path(__file__).parent / "shipped"
 MANIFEST = SHIPPED / "MANIFEST.json"
 

@@ -19,7 +19,7 @@ import socket
 import threading
 from pathlib import Path
 
-from .errors import RunError
+from .errors import ConfigError, RunError
 
 LOCK = ".lock"
 
@@ -34,6 +34,50 @@ class RunInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(signal.Signals(signum).name)
+
+
+# file systems that hold no files of their own: a run dir there fails on its first write, or writes into the kernel
+PSEUDO_FS = {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
+             "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc", "efivarfs", "autofs", "rpc_pipefs",
+             "nsfs", "selinuxfs"}
+
+
+def _mount_type(path: Path) -> str | None:
+    """The file-system type of the mount that holds ``path`` (Linux: /proc/self/mounts), or None where unknown."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def check_run_dir(run_dir: str | Path, key: str = "hydra.run.dir") -> Path:
+    """Refuse, before anything is written, a run dir that is a file, sits under a file, on a pseudo file system
+    (/proc, /sys, /dev) or in a folder this user cannot write; returns the absolute path."""
+    path = Path(os.path.abspath(run_dir))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={run_dir} is a file, not a folder: choose a folder (a new one is created)")
+    kind = _mount_type(path)
+    if kind in PSEUDO_FS:
+        raise ConfigError(f"{key}={run_dir} is on a {kind} pseudo file system, which holds no run files: choose a "
+                          "folder on a disk (e.g. under outputs/ or your home)")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={run_dir} lies under {parent}, a file: choose a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={run_dir}: {parent} is not writable by this user; choose a folder you can write")
+    return path
 
 
 @contextlib.contextmanager

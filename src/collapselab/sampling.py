@@ -1,4 +1,11 @@
-"""Draw candidates from a generator until every group has its quota of accepted samples."""
+"""The one draw path of every study: candidates from the previous generator, verified or ranked, per-group quotas.
+
+``draw`` is what the loop calls each generation. A study supplies the candidate source (its generator's
+``propose``), the quota per chain and group (``study.quota``), how its verifier sees candidates
+(``study.draw_layout``) and, optionally, metrics of the drawn set (``study.draw_metrics``); the verifier gives
+verdicts (``collect``) or scores (``rank``); the same code applies ``keep_fraction``, ``selection`` with
+``temperature``, the quotas, the verify stream and the acceptance rate everywhere.
+"""
 from __future__ import annotations
 
 import math
@@ -8,8 +15,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .config import check_choice, check_number
+from .batch import Batch
+from .components import build
+from .config import check_choice, check_memory, check_number
 from .errors import ConfigError, RunError
+from .interfaces import RankingVerifier, VerdictVerifier, Verifier
 
 # propose(m, rng) -> (x broadcastable to [R, G, m, *feat], y [R, G, m]); verify(x, y, rng) -> bool [R, G, m]
 Propose = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -110,14 +120,15 @@ def collect(
 SELECTIONS = ("top", "softmax", "drs")
 
 
-def check_selection(selection: str, temperature: float, density_ratio: bool = False) -> tuple[str, float]:
+def check_selection(selection: str, temperature: float, density_ratio: bool = False,
+                    who: str = "this verifier") -> tuple[str, float]:
     """Validated ``verifier.selection`` / ``verifier.temperature``. ``density_ratio``: the verifier's score is
     log D/(1-D) of a real-vs-synthetic discriminator (what ``drs`` needs)."""
     selection = check_choice("verifier.selection", selection, SELECTIONS)
     temperature = check_number("verifier.temperature", temperature, 0.0)
     if selection == "drs" and not density_ratio:
-        raise ConfigError("verifier.selection=drs accepts in proportion to D/(1-D), a discriminator's density ratio; "
-                          "this verifier's score is not one: use verifier.selection=softmax (or top)")
+        raise ConfigError(f"verifier.selection=drs accepts in proportion to D/(1-D), a discriminator's density ratio; "
+                          f"{who}'s score is not one: use verifier.selection=softmax (or top)")
     return selection, temperature
 
 
@@ -152,3 +163,107 @@ def select(scores: Tensor, quota: Tensor, selection: str = "top", temperature: f
 def pool_size(quota: int, keep_fraction: float) -> int:
     """Candidates to draw per group so that the kept ``keep_fraction`` holds ``quota``."""
     return int(math.ceil(quota / keep_fraction - 1e-9))
+
+
+# ----- the one draw path --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DrawLayout:
+    """How a study's candidates meet its verifier and become its synthetic set."""
+
+    flat: bool  # the verifier sees x [N, *feat], y [N] (MNIST); else x broadcastable to [R, G, m, *feat], y [R, G, m]
+    keep_chains: bool  # the synthetic Batch keeps the chain axis, x [R, K, *feat]; else (R = 1) x [K, *feat]
+    round_elements: int = 4_000_000  # the most candidates (over chains and groups) a verdict round proposes
+    hint: str = ""  # what to change when a verdict verifier accepts too few
+
+
+def verifier_in_use(verifier: Verifier | None, filters: bool) -> bool:
+    """Whether a generation's draw runs the verifier: the policy filters and the verifier keeps less than all.
+    A verifier not in use is not trained or run, and the row's accept_rate is null (every study alike)."""
+    return verifier is not None and filters and verifier.keep_fraction != 1.0
+
+
+def _flat(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """[R, G, m, *feat] (or a broadcastable view) and [R, G, m] -> [N, *feat] and [N]."""
+    return x.expand(*y.shape, *x.shape[3:]).reshape(-1, *x.shape[3:]), y.reshape(-1)
+
+
+def rank(propose: Propose, verifier: RankingVerifier, quota: Tensor, rng: torch.Generator,
+         rng_verify: torch.Generator, flat: bool) -> Collected:
+    """Draw quota.max() / keep_fraction candidates per chain and group, keep quota[r, g] of each by the verifier's
+    ``selection`` (noise from ``rng_verify``); in (chain, group, draw) order."""
+    R, G = quota.shape
+    m = pool_size(int(quota.max()), verifier.keep_fraction)
+    x, y = propose(m, rng)
+    scores = verifier.score(*_flat(x, y)) if flat else verifier.score(x, y)
+    sel = select(scores.reshape(R * G, m), quota.reshape(-1), verifier.selection, verifier.temperature,
+                 rng_verify).view(R, G, m)
+    x = x.expand(*y.shape, *x.shape[3:])  # a view: only the kept rows are copied
+    K = int(quota[0].sum())
+    return Collected(x=x[sel].reshape(R, K, *x.shape[3:]), y=y[sel].reshape(R, K),
+                     proposed=torch.full((R,), G * m, dtype=torch.long), accepted=sel.view(R, -1).sum(1).cpu(),
+                     first_x=x[0].reshape(G * m, *x.shape[3:]), first_y=y[0].reshape(-1), first_mask=sel[0].reshape(-1))
+
+
+def draw(study, model, generation: int, rng: torch.Generator, rng_verify: torch.Generator) -> tuple[Batch, Collected]:
+    """This generation's synthetic set and what its draw cost: candidates from ``rng`` (the sample stream), a
+    verifier's coins and selection noise from ``rng_verify`` (the verify stream). Reads ``study.quota``,
+    ``study.verifier``, ``study.policy``, ``study.draw_layout`` and ``study.draw_metrics``."""
+    quota, v, lay = study.quota(generation), study.verifier, study.draw_layout
+    used = verifier_in_use(v, study.policy.filters)
+    if used and v.keep_fraction is not None:
+        col = rank(model.propose, v, quota, rng, rng_verify, lay.flat)
+    else:
+        def verify(x: Tensor, y: Tensor, _rng: torch.Generator) -> Tensor:
+            return v(*_flat(x, y), rng_verify).view(y.shape) if lay.flat else v(x, y, rng_verify)
+
+        col = collect(model.propose, verify if used else None, quota, rng,
+                      max_factor=study.policy.max_candidates_factor, max_round_elements=lay.round_elements,
+                      hint=lay.hint)
+        if not used:
+            col.accepted, col.first_mask = None, None  # nothing was verified: no acceptance rate
+    batch = Batch(col.x, col.y) if lay.keep_chains else Batch(col.x[0], col.y[0])
+    col.extra = study.draw_metrics(batch)
+    return batch, col
+
+
+def check_verifier(verifier: object, context: str) -> None:
+    """A built verifier against the written contract (interfaces.Verifier, RankingVerifier): one ConfigError."""
+    name = context.split(",")[0] if context.startswith("verifier=") else type(verifier).__name__
+    if not isinstance(verifier, Verifier):
+        raise ConfigError(f"{name} ({context}) does not follow collapselab.interfaces.Verifier: it needs a "
+                          "keep_fraction attribute (None for verdicts, a share for ranking)")
+    if verifier.keep_fraction is None:
+        if not isinstance(verifier, VerdictVerifier):
+            raise ConfigError(f"{name} gives no verdicts (no __call__(x, y, rng)): set verifier.keep_fraction to rank "
+                              "its scores instead")
+        return
+    check_number("verifier.keep_fraction", verifier.keep_fraction, 0.0, 1.0, lo_open=True)
+    if not isinstance(verifier, RankingVerifier):
+        raise ConfigError(f"{name} ranks (keep_fraction={verifier.keep_fraction}) but does not "
+                          "follow collapselab.interfaces.RankingVerifier: it needs score(x, y), selection, temperature "
+                          "and density_ratio")
+    check_selection(verifier.selection, verifier.temperature, verifier.density_ratio, who=name)
+
+
+def build_verifier(node: dict, offer: dict, context: str) -> Verifier | None:
+    """The verifier named by ``node`` (None for ``verifier=none``), built with the parts it names among ``offer``
+    and checked against the contract."""
+    if node.get("name") == "none":
+        return None
+    verifier = build(node, "verifier", offer=offer, context=context, protocol=Verifier)
+    check_verifier(verifier, f"verifier={node.get('name')}, {context}")
+    return verifier
+
+
+def check_pool(verifier: Verifier | None, filters: bool, largest_quota: int, groups: int, chains: int,
+               bytes_per_candidate: int) -> None:
+    """A ranking verifier draws quota / keep_fraction candidates per group at once: refuse a pool (at the largest
+    quota the run will ask for) over the memory budget before any work."""
+    if not verifier_in_use(verifier, filters) or verifier.keep_fraction is None:
+        return
+    per_group = int(math.ceil(largest_quota / groups))
+    m = pool_size(per_group, verifier.keep_fraction)
+    n = chains * groups * m
+    check_memory(n * bytes_per_candidate, f"the candidate pool of verifier.keep_fraction={verifier.keep_fraction:g} "
+                 f"({n:,} candidates: {per_group:,} kept per group of {groups} x {chains} chain(s))",
+                 "Raise verifier.keep_fraction, or lower policy.n_synthetic (or its growth, or the replicates).")

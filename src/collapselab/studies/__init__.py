@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from ..components import locate
+from ..components import check_protocol, locate
 from ..errors import ConfigError
-from ..interfaces import Policy
+from ..interfaces import Policy, Study
 
 
 def check_float64_study(cfg: dict, device: torch.device, study: str) -> None:
@@ -37,7 +37,9 @@ def build_study(cfg: dict, device: torch.device, policy: Policy):
     except Exception as e:  # noqa: BLE001 - ImportError, or a module that fails on import
         raise ConfigError(f"study={path!r} (from generator={gen}) cannot be imported: {str(e).splitlines()[0]}") from None
     check_truth(cfg)
-    return cls(cfg, device, policy)
+    study = cls(cfg, device, policy)
+    check_protocol(study, Study, f"study={path}")
+    return study
 
 
 def check_truth(cfg: dict) -> None:

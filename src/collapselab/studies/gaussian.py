@@ -24,13 +24,14 @@ from ..batch import Batch  # noqa: E402
 from ..checkpoint import fitting_state  # noqa: E402
 from ..data.gaussian import make_gaussian_data  # noqa: E402
 from ..components import build  # noqa: E402
-from ..config import check_training_sets, get, require_int, require_number  # noqa: E402
+from ..config import check_training_sets, require_int, require_number  # noqa: E402
 from ..errors import ConfigError, RunError  # noqa: E402
-from ..interfaces import Policy, load_state, state_of  # noqa: E402
+from ..interfaces import Generator, Policy, load_state, state_of  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
-from ..sampling import Collected, collect  # noqa: E402
+from ..sampling import Collected, DrawLayout, build_verifier, check_pool  # noqa: E402
+from ..verifiers.linear import CenterVerifier  # noqa: E402
 from . import check_float64_study  # noqa: E402
 
 DTYPE = torch.float64
@@ -93,17 +94,23 @@ class GaussianStudy:
         self.data = make_gaussian_data(self.n_real, self.mu_star, self.sigma, self.replicates,
                                        make_rng(self.seed, 0, "data"), device)
         self.real = self.data.real
-        self.verifier = None if get(cfg, "verifier.name") == "none" else build(
-            cfg["verifier"], "verifier", offer={"data": self.data, "device": device}, context="generator=gaussian")
-        # the closed forms describe the oracle's interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi) only
-        self.theory_applies = getattr(self.verifier, "bias", None) is not None
-        self.bias = getattr(self.verifier, "bias", None)
-        self.radius = getattr(self.verifier, "radius", None)
-        self.reliability = getattr(self.verifier, "reliability", 1.0)
+        self.verifier = build_verifier(cfg["verifier"], {"data": self.data, "device": device}, "generator=gaussian")
+        largest = policy.synthetic_size(max(int(cfg["generations"]), 1), self.n_real)
+        groups = 1
+        check_pool(self.verifier, policy.filters, largest * groups, groups, self.replicates, 3 * 8)
+        self.draw_layout = DrawLayout(flat=False, keep_chains=True, hint="Use a larger verifier.radius (a wider "
+                                      "interval accepts more candidates), or rank: verifier.keep_fraction.")
+        # the closed forms describe the oracle's interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi), by verdict
+        v = self.verifier
+        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None
+        self.bias = v.bias if self.theory_applies else None
+        self.radius = v.radius if self.theory_applies else None
+        self.reliability = v.reliability if self.theory_applies else 1.0
 
     # ----- the loop's interface -------------------------------------------------------------
     def new_generator(self, generation: int) -> GaussianGenerator:
-        return build(self.gen_node, "generator", replicates=self.replicates, noise_std=self.sigma, device=self.device)
+        return build(self.gen_node, "generator", replicates=self.replicates, noise_std=self.sigma, device=self.device,
+                     protocol=Generator)
 
     def fresh_real(self, generation: int, n: int | None) -> Batch:
         """n (None: data.n_real) new samples of the truth per chain for generation ``generation``."""
@@ -113,18 +120,14 @@ class GaussianStudy:
     def prepare_verifier(self, model: GaussianGenerator, generation: int) -> None:
         """The interval does not train."""
 
-    def draw(self, model: GaussianGenerator, generation: int, rng: torch.Generator,
-             rng_verify: torch.Generator) -> tuple[Batch, Collected]:
-        """This generation's synthetic set: x [R, K, 1] (ones), y [R, K]."""
+    def quota(self, generation: int) -> torch.Tensor:
+        """[R, 1]: this generation's synthetic samples per chain."""
         n = self.policy.synthetic_size(generation, self.n_real)
-        quota = torch.full((self.replicates, 1), n, dtype=torch.long, device=self.device)
-        filtered = self.policy.filters and self.verifier is not None
-        col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
-                      quota, rng, max_factor=self.policy.max_candidates_factor,
-                      hint="Use a larger verifier.radius (a wider interval accepts more candidates).")
-        if not filtered:
-            col.accepted = None  # nothing was verified: no acceptance rate
-        return Batch(col.x, col.y), col
+        return torch.full((self.replicates, 1), n, dtype=torch.long, device=self.device)
+
+    def draw_metrics(self, synthetic: Batch) -> None:
+        """No metrics of the drawn set beyond the acceptance rate."""
+        return None
 
     def evaluate(self, model: GaussianGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         row: dict[str, float | None] = {}
@@ -187,10 +190,14 @@ class GaussianStudy:
         if col is None:
             ax.hist(self.real.y[0].cpu().numpy(), bins=30, density=True, color="tab:blue", alpha=0.5, label="real data")
         else:
-            y, acc = col.first_y.cpu().numpy(), col.first_mask.cpu().numpy().astype(bool)
+            y = col.first_y.cpu().numpy()
             bins = np.histogram_bin_edges(y, bins=40)
-            ax.hist([y[acc], y[~acc]], bins=bins, density=False, stacked=True, color=["tab:green", "tab:red"],
-                    alpha=0.5, label=["accepted", "rejected"])
+            if col.first_mask is None:  # nothing was verified
+                ax.hist(y, bins=bins, color="tab:gray", alpha=0.5, label="candidates")
+            else:
+                acc = col.first_mask.cpu().numpy().astype(bool)
+                ax.hist([y[acc], y[~acc]], bins=bins, density=False, stacked=True, color=["tab:green", "tab:red"],
+                        alpha=0.5, label=["accepted", "rejected"])
             ax.set_ylabel("candidates")
             ax.legend(fontsize=8, loc="upper left")
             ax = ax.twinx()

@@ -13,18 +13,18 @@ import torch  # noqa: E402
 
 from .. import theory  # noqa: E402
 from ..batch import Batch  # noqa: E402
-from ..config import check_training_sets, get, require_choice, require_int, require_number  # noqa: E402
+from ..config import check_training_sets, require_choice, require_int, require_number  # noqa: E402
 from ..data.linear import DTYPE, make_linear_data  # noqa: E402
 from ..errors import ConfigError  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..components import build  # noqa: E402
 from ..generators.linear import LinearGenerator  # noqa: E402
-from ..interfaces import Policy, load_state, state_of  # noqa: E402
+from ..interfaces import Generator, KnowledgeCentre, Policy, load_state, state_of  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
-from ..sampling import Collected, collect  # noqa: E402
+from ..sampling import Collected, DrawLayout, build_verifier, check_pool  # noqa: E402
 from . import check_float64_study  # noqa: E402
-from ..verifiers.linear import unit_vector  # noqa: E402
+from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ class LinearStudy:
 
     def __init__(self, cfg: dict, device: torch.device, policy: Policy) -> None:
         check_float64_study(cfg, device, "linear")
-        vname = get(cfg, "verifier.name")
         self.dim = require_int(cfg, "data.dim", 1)
         self.n_real = require_int(cfg, "data.n_real", 1)
         if self.n_real < self.dim:
@@ -68,21 +67,29 @@ class LinearStudy:
         self.gen_node = cfg["generator"]
         self.new_generator(0)  # checks the generator's keys now, not after generation 0
 
-        self.verifier = None if vname == "none" else build(
-            cfg["verifier"], "verifier", offer={"data": self.data, "device": device}, context="generator=linear")
-        # the closed forms describe a centre verifier theta* + bias * u (oracle, noisy_oracle) only
-        self.theory_applies = getattr(self.verifier, "bias", None) is not None
-        self.radius = getattr(self.verifier, "radius", None)
-        self.reliability = getattr(self.verifier, "reliability", 1.0)
+        self.verifier = build_verifier(cfg["verifier"], {"data": self.data, "device": device}, "generator=linear")
+        largest = policy.synthetic_size(max(int(cfg["generations"]), 1), DEFAULT_N_SYNTHETIC)
+        groups = self.dim if self.design == "singular" else 1
+        check_pool(self.verifier, policy.filters, largest * groups, groups, self.replicates, (self.dim + 2) * 8)
+        self.draw_layout = DrawLayout(flat=False, keep_chains=True, hint="Use a larger verifier.radius (a wider "
+                                      "acceptance band accepts more candidates), or rank: verifier.keep_fraction.")
+        # the closed forms describe the centre verifier theta* + bias * u (oracle, noisy_oracle) keeping by verdict
+        v = self.verifier
+        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None
+        self.radius = v.radius if self.theory_applies else None
+        self.reliability = v.reliability if self.theory_applies else 1.0
 
     # ----- the loop's interface -------------------------------------------------------------
-    def quota(self, generation: int) -> int:
-        """Synthetic samples per direction (singular) or per chain (gaussian) for this generation."""
-        return self.policy.synthetic_size(generation, DEFAULT_N_SYNTHETIC)
+    def quota(self, generation: int) -> torch.Tensor:
+        """[R, G] synthetic samples per chain and group (a singular direction each, or one group for the Gaussian
+        design) for this generation."""
+        n = self.policy.synthetic_size(generation, DEFAULT_N_SYNTHETIC)
+        groups = self.dim if self.design == "singular" else 1
+        return torch.full((self.replicates, groups), n, dtype=torch.long, device=self.device)
 
     def new_generator(self, generation: int) -> LinearGenerator:
         return build(self.gen_node, "generator", directions=self.data.directions, noise_std=self.sigma,
-                     replicates=self.replicates)
+                     replicates=self.replicates, protocol=Generator)
 
     def fresh_real(self, generation: int, n: int | None) -> Batch:
         """n (None: data.n_real) new pairs of the truth for generation ``generation``: a new Gaussian design
@@ -94,29 +101,16 @@ class LinearStudy:
     def prepare_verifier(self, model: LinearGenerator, generation: int) -> None:
         """Linear verifiers do not train."""
 
-    def draw(self, model: LinearGenerator, generation: int, rng: torch.Generator, rng_verify: torch.Generator) -> tuple[Batch, Collected]:
-        """This generation's synthetic set: x [R, K, d], y [R, K], plus draw statistics."""
-        n = self.quota(generation)
-        quota = torch.full((self.replicates, model.n_groups), n, dtype=torch.long, device=self.device)
-        filtered = self.policy.filters and self.verifier is not None
-        hint = "Use a larger verifier.radius (a wider acceptance band accepts more candidates)."
-        col = collect(model.propose, (lambda x, y, _r: self.verifier(x, y, rng_verify)) if filtered else None,
-                      quota, rng, max_factor=self.policy.max_candidates_factor, hint=hint)
-        if not filtered and self.verifier is not None:  # unfiltered policies still report what a verifier would keep
-            acc = self.verifier(col.x, col.y, rng_verify)
-            col.accepted = acc.sum(1)
-            col.proposed = torch.full_like(col.accepted, col.y.shape[1])
-            col.first_mask = acc[0]
-            col.first_x, col.first_y = col.x[0], col.y[0]
-        return Batch(col.x, col.y), col
+    def draw_metrics(self, synthetic: Batch) -> None:
+        """No metrics of the drawn set beyond the acceptance rate."""
+        return None
 
     def evaluate(self, model: LinearGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         err = (model.theta - self.data.theta_star).pow(2).sum(-1)
         row: dict[str, float | None] = {}
         row["param_error"], row["param_error_se"] = mean_se(err)
-        center = getattr(self.verifier, "center", None)
-        if center is not None:  # a verifier with a knowledge centre theta_c
-            cerr = (model.theta - center).pow(2).sum(-1)
+        if isinstance(self.verifier, KnowledgeCentre):  # a verifier with a knowledge centre theta_c
+            cerr = (model.theta - self.verifier.center).pow(2).sum(-1)
             row["center_error"], row["center_error_se"] = mean_se(cerr)
         row["theory_param_error"] = self.theory_param_error(generation)
         return row
@@ -175,10 +169,15 @@ class LinearStudy:
             x, y = self.real.x[0], self.real.y[0]
             ax0.scatter((x @ ts).cpu().numpy(), y.cpu().numpy(), s=8, c="tab:blue", label="real data")
         else:
-            x, y, acc = col.first_x, col.first_y, col.first_mask.bool()
+            x, y = col.first_x, col.first_y
             t = (x @ ts).cpu().numpy()
-            ax0.scatter(t[~acc.cpu().numpy()], y[~acc].cpu().numpy(), s=4, c="tab:red", alpha=0.4, label="rejected")
-            ax0.scatter(t[acc.cpu().numpy()], y[acc].cpu().numpy(), s=4, c="tab:green", alpha=0.4, label="accepted")
+            if col.first_mask is None:  # nothing was verified
+                ax0.scatter(t, y.cpu().numpy(), s=4, c="tab:gray", alpha=0.4, label="candidates")
+            else:
+                acc = col.first_mask.bool()
+                ax0.scatter(t[~acc.cpu().numpy()], y[~acc].cpu().numpy(), s=4, c="tab:red", alpha=0.4, label="rejected")
+                ax0.scatter(t[acc.cpu().numpy()], y[acc].cpu().numpy(), s=4, c="tab:green", alpha=0.4,
+                            label="accepted")
         lim = [float((x @ ts).min()), float((x @ ts).max())]
         ax0.plot(lim, lim, "k-", lw=1, label="x^T theta*")
         ax0.set_xlabel("x^T theta*")
@@ -188,7 +187,7 @@ class LinearStudy:
         idx = np.arange(self.dim)
         ax1.bar(idx - 0.2, model.theta[0].cpu().numpy(), width=0.4, label="theta_t (chain 0)")
         ax1.scatter(idx, ts.cpu().numpy(), c="k", marker="_", s=200, label="theta*")
-        if getattr(self.verifier, "center", None) is not None and self.verifier.center.dim() == 1:
+        if isinstance(self.verifier, KnowledgeCentre) and self.verifier.center.dim() == 1:
             ax1.scatter(idx + 0.2, self.verifier.center.cpu().numpy(), c="tab:orange", marker="x", label="theta_c")
         ax1.set_xlabel("coordinate")
         ax1.set_title("fit")

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
+from ..interfaces import LikelihoodModel
 from ..checkpoint import cache_lock, load_torch, move_aside, save_torch
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
 from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
@@ -101,13 +102,14 @@ class MNISTEvaluator:
         """The metrics of one generator. ``test_nelbo`` needs ``model.batch_nelbo`` and ``fid_mean`` needs
         ``model.decode_mean`` (null for generators without a likelihood or a mean image)."""
         self.prepare()
-        conditional = getattr(model, "conditional", True)
+        conditional = model.conditional  # an ImageGenerator (checked when built)
         gen = model.sample(self.eval_samples, rng)
         probs, feats = predict(self.net, gen.x)
         pred = probs.argmax(1)
         prec, rec = precision_recall(self.test_features[: self.pr_samples], feats[: self.pr_samples], k=3)
-        nelbo = getattr(model, "batch_nelbo", None)
-        mean = getattr(model, "decode_mean", None)
+        likelihood = isinstance(model, LikelihoodModel)
+        nelbo = model.batch_nelbo if likelihood else None
+        mean = model.decode_mean if likelihood else None
         return {
             "fid": fid(feats, self.test_stats),
             "precision": prec,

@@ -1,8 +1,12 @@
-"""The reliability knob shared by noisy verifiers."""
+"""What verifiers share: the reliability knob of noisy verdicts, the ranking keys' checks."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from ..config import check_number
+from ..errors import ConfigError
+from ..sampling import check_selection
 
 
 def apply_reliability(own: Tensor, reliability: float, rng: torch.Generator) -> Tensor:
@@ -21,3 +25,20 @@ def apply_reliability(own: Tensor, reliability: float, rng: torch.Generator) -> 
     u_coin = torch.rand(own.shape, generator=rng, device=own.device)
     coin = u_coin < rate
     return torch.where(u_keep < reliability, own, coin)
+
+
+def ranking_keys(keep_fraction: float | None, selection: str, temperature: float, reliability: float = 1.0,
+                 who: str = "this verifier") -> float | None:
+    """Checked ``verifier.keep_fraction`` (None: verdicts) with the keys that only ranking uses (``selection`` and
+    ``temperature`` of a verifier whose score is not a density ratio)."""
+    check_selection(selection, temperature, density_ratio=False, who=who)
+    if keep_fraction is None:
+        if selection != "top":
+            raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
+                              "verifier.keep_fraction (null means per-candidate verdicts)")
+        return None
+    kf = check_number("verifier.keep_fraction", keep_fraction, 0.0, 1.0, lo_open=True)
+    if reliability < 1.0:
+        raise ConfigError(f"verifier.reliability={reliability} flips verdicts, and verifier.keep_fraction={kf} ranks "
+                          "scores instead: use one (verifier.keep_fraction=null, or verifier.reliability=1.0)")
+    return kf

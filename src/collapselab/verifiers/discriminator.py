@@ -43,7 +43,6 @@ class DiscriminatorVerifier:
     """Trained on real vs current samples; ranks candidates by logit and keeps a per-class fraction
     (``selection``: the top, a softmax draw, or in proportion to D/(1-D); sampling.select)."""
 
-    fits_on_synthetic = True  # fit(real, fake, rng) is called before a draw when fit_due()
     density_ratio = True  # score() is log D/(1-D), an estimate of log p_data / p_model
 
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,

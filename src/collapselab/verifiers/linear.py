@@ -7,7 +7,7 @@ from torch import Tensor
 from ..config import check_number
 from ..errors import ConfigError
 from ..theory import SQRT_2_OVER_PI
-from .base import apply_reliability
+from .base import apply_reliability, ranking_keys
 
 
 def unit_vector(dim: int, rng: torch.Generator, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -17,29 +17,43 @@ def unit_vector(dim: int, rng: torch.Generator, dtype: torch.dtype = torch.float
 
 
 class CenterVerifier:
-    """Accept (x, y) iff |y - x^T theta_c| <= r ||x|| + sigma sqrt(2/pi); optional reliability rho.
+    """Accept (x, y) iff |y - x^T theta_c| <= r ||x|| + sigma sqrt(2/pi); optional reliability rho. Or rank
+    (``keep_fraction``) by the quadratic reward score = -(y - x^T theta_c)^2 / (2 w^2), w = r ||x|| + sigma
+    sqrt(2/pi) the band's half-width: the band's edge scores -1/2.
 
     ``oracle`` is theta_c = theta*; ``noisy_oracle`` is theta_c = theta* + bias * u.
     """
 
-    keep_fraction = None  # per-sample verdicts
+    density_ratio = False  # the score is a reward, not log p_data / p_model
 
     def __init__(self, center: Tensor, radius: float | Tensor, noise_std: float, reliability: float = 1.0,
-                 bias: float | None = None) -> None:
+                 bias: float | None = None, keep_fraction: float | None = None, selection: str = "top",
+                 temperature: float = 1.0) -> None:
+        self.keep_fraction = keep_fraction  # None: verdicts; a share: ranking by score
+        self.selection, self.temperature = selection, float(temperature)
         self.bias = bias  # ||theta_c - theta*|| when the centre is theta* + bias * u (the closed forms read it)
         self.center = center  # [d] or [R, d] (one centre per chain)
         self.radius = radius if isinstance(radius, Tensor) else float(radius)  # scalar or [R]
         self.noise_std = float(noise_std)
         self.reliability = float(reliability)
 
-    def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
-        """x [..., d] broadcastable to y [R, ...] + [d] -> bool, shaped like y (chains on the first axis)."""
+    def _residual_and_width(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """|y - x^T theta_c| and the band's half-width r ||x|| + sigma sqrt(2/pi), both shaped like y."""
         lead = [1] * (y.dim() - 1)
         c = self.center if self.center.dim() == 1 else self.center.view(-1, *lead, self.center.shape[-1])
         resid = (y - (x * c).sum(-1)).abs()
         r = self.radius.view(-1, *lead) if isinstance(self.radius, Tensor) else self.radius
-        own = resid <= r * x.norm(dim=-1) + self.noise_std * SQRT_2_OVER_PI
-        return apply_reliability(own, self.reliability, rng)
+        return resid, r * x.norm(dim=-1) + self.noise_std * SQRT_2_OVER_PI
+
+    def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
+        """x [..., d] broadcastable to y [R, ...] + [d] -> bool, shaped like y (chains on the first axis)."""
+        resid, width = self._residual_and_width(x, y)
+        return apply_reliability(resid <= width, self.reliability, rng)
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor:
+        """The quadratic reward -(resid / width)^2 / 2, shaped like y: higher is nearer the centre."""
+        resid, width = self._residual_and_width(x, y)
+        return -0.5 * (resid / width).pow(2).expand_as(y)
 
     def state_dict(self) -> dict:
         return {"center": self.center.clone()}
@@ -58,18 +72,28 @@ def _not_for_a_centre(threshold: float | None) -> None:
                           "centre with a band (verifier.radius): remove verifier.threshold")
 
 
-def noisy_oracle(data, radius: float | None = None, bias: float | None = None, reliability: float = 1.0,
-                 threshold: float | None = None) -> CenterVerifier:
-    """theta_c = theta* + bias * u (u: the data's seeded unit vector), band radius r, reliability rho."""
+def _centre(data, radius, bias, reliability, threshold, keep_fraction, selection, temperature, who) -> CenterVerifier:
+    """theta_c = theta* + bias * u (u: the data's seeded unit vector), band radius r, reliability rho; with
+    ``keep_fraction`` it ranks by its quadratic reward instead."""
     _not_for_a_centre(threshold)
     r = check_number("verifier.radius", RADIUS if radius is None else radius, 0.0, lo_open=True,
                      hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
     rho = check_number("verifier.reliability", reliability, 0.0, 1.0)
     delta = check_number("verifier.bias", BIAS if bias is None else bias)
-    return CenterVerifier(data.theta_star + delta * data.bias_direction, r, data.noise_std, rho, bias=delta)
+    kf = ranking_keys(keep_fraction, selection, temperature, rho, who=who)
+    return CenterVerifier(data.theta_star + delta * data.bias_direction, r, data.noise_std, rho, bias=delta,
+                          keep_fraction=kf, selection=selection, temperature=temperature)
 
 
-def oracle(data, radius: float | None = None, reliability: float = 1.0,
-           threshold: float | None = None) -> CenterVerifier:
+def noisy_oracle(data, radius: float | None = None, bias: float | None = None, reliability: float = 1.0,
+                 threshold: float | None = None, keep_fraction: float | None = None, selection: str = "top",
+                 temperature: float = 1.0) -> CenterVerifier:
+    """theta_c = theta* + bias * u: an imperfect knowledge of the truth."""
+    return _centre(data, radius, bias, reliability, threshold, keep_fraction, selection, temperature,
+                   "verifier=noisy_oracle")
+
+
+def oracle(data, radius: float | None = None, reliability: float = 1.0, threshold: float | None = None,
+           keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> CenterVerifier:
     """theta_c = theta*: the ground truth's band of radius r."""
-    return noisy_oracle(data, radius=radius, bias=0.0, reliability=reliability, threshold=threshold)
+    return _centre(data, radius, 0.0, reliability, threshold, keep_fraction, selection, temperature, "verifier=oracle")

@@ -19,7 +19,7 @@ from ..device import resolve_bf16
 from ..errors import ConfigError
 from ..nets import JUDGE, NetCache, NetSpec, SmallCNN, classifier_spec, predict, predict_logits
 from ..sampling import check_selection
-from .base import apply_reliability
+from .base import apply_reliability, ranking_keys
 from .discriminator import DiscriminatorVerifier
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class ClassifierVerifier:
     margins above ~17), and a ranking of ties would keep an arbitrary subset of them. The network comes
     from the net cache on first use (``prepare``), so building the verifier trains nothing.
     """
+
+    density_ratio = False  # the score is a label's log-odds, not log p_data / p_model
 
     def __init__(self, nets: NetCache, spec: NetSpec, conditional: bool, threshold: float = 0.9,
                  keep_fraction: float | None = None, bf16: bool = False, selection: str = "top",
@@ -83,16 +85,25 @@ class ClassifierVerifier:
 
 
 class JudgeVerifier:
-    """The oracle: the judge network accepts iff p_judge(label | x) >= threshold; rho adds coin flips."""
+    """The oracle: the judge network accepts iff p_judge(label | x) >= threshold; rho adds coin flips. With
+    ``keep_fraction`` it ranks by the judge's log-odds of the label instead."""
 
-    keep_fraction = None  # per-sample verdicts
+    density_ratio = False  # the score is a label's log-odds
 
-    def __init__(self, nets: NetCache, conditional: bool, threshold: float = 0.5, reliability: float = 1.0) -> None:
+    def __init__(self, nets: NetCache, conditional: bool, threshold: float = 0.5, reliability: float = 1.0,
+                 keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> None:
         self.nets, self.conditional = nets, conditional
         self.threshold, self.reliability = threshold, reliability
+        self.keep_fraction, self.selection, self.temperature = keep_fraction, selection, temperature
 
     def prepare(self) -> None:
         self.nets.get(JUDGE)
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor:
+        """x [N, 1, 28, 28], y [N] -> the judge's log-odds of y (of its most likely class when unconditional), [N]."""
+        logits, _ = predict_logits(self.nets.get(JUDGE)[0], x)
+        target = y.to(logits.device) if self.conditional else logits.argmax(1)
+        return log_odds(logits, target)
 
     def __call__(self, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
         """x [N, 1, 28, 28], y [N] -> bool [N]; the coins of rho < 1 come from ``rng`` (the verify stream)."""
@@ -112,7 +123,7 @@ def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device:
     """A classifier trained (and cached) on ``train_size`` real images, scoring the label's log-odds."""
     threshold = check_number("verifier.threshold", threshold, 0.0, 1.0)
     kf = _keep_fraction(keep_fraction)
-    selection, temperature = check_selection(selection, temperature)
+    selection, temperature = check_selection(selection, temperature, who="verifier=classifier")
     if kf is None and selection != "top":
         raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
                           "verifier.keep_fraction (null means a per-candidate threshold)")
@@ -136,7 +147,7 @@ def discriminator(data: MNISTData, device: torch.device, conditional_model: bool
     kf = _keep_fraction(keep_fraction)
     if kf is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
-    selection, temperature = check_selection(selection, temperature, density_ratio=True)
+    selection, temperature = check_selection(selection, temperature, density_ratio=True, who="verifier=discriminator")
     if conditional == "auto":
         conditional = conditional_model
     if check_bool("verifier.conditional", conditional) and not conditional_model:
@@ -156,16 +167,28 @@ def _judge_only(radius: float | None, bias: float | None) -> None:
                               f"remove verifier.{key}")
 
 
-def noisy_oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
-                 radius: float | None = None, bias: float | None = None) -> JudgeVerifier:
-    """The judge network (a stronger classifier standing in for the truth) with reliability rho."""
+def _judge(nets, conditional_model, threshold, reliability, radius, bias, keep_fraction, selection, temperature,
+           who) -> JudgeVerifier:
     _judge_only(radius, bias)
     t = check_number("verifier.threshold", 0.5 if threshold is None else threshold, 0.0, 1.0)
-    return JudgeVerifier(nets, conditional_model, threshold=t,
-                         reliability=check_number("verifier.reliability", reliability, 0.0, 1.0))
+    rho = check_number("verifier.reliability", reliability, 0.0, 1.0)
+    kf = ranking_keys(keep_fraction, selection, temperature, rho, who=who)
+    return JudgeVerifier(nets, conditional_model, threshold=t, reliability=rho, keep_fraction=kf, selection=selection,
+                         temperature=temperature)
+
+
+def noisy_oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
+                 radius: float | None = None, bias: float | None = None, keep_fraction: float | None = None,
+                 selection: str = "top", temperature: float = 1.0) -> JudgeVerifier:
+    """The judge network (a stronger classifier standing in for the truth) with reliability rho; with
+    ``keep_fraction`` it ranks by the judge's log-odds."""
+    return _judge(nets, conditional_model, threshold, reliability, radius, bias, keep_fraction, selection, temperature,
+                  "verifier=noisy_oracle")
 
 
 def oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
-           radius: float | None = None) -> JudgeVerifier:
-    """The judge network's verdict."""
-    return noisy_oracle(nets, conditional_model, threshold=threshold, reliability=reliability, radius=radius)
+           radius: float | None = None, keep_fraction: float | None = None, selection: str = "top",
+           temperature: float = 1.0) -> JudgeVerifier:
+    """The judge network's verdict (or its ranking, with ``keep_fraction``)."""
+    return _judge(nets, conditional_model, threshold, reliability, radius, None, keep_fraction, selection, temperature,
+                  "verifier=oracle")

@@ -49,7 +49,8 @@ def test_vae_generator_checks_its_keys_and_fits_tiny_data():
         VAEGenerator(dev, lr=0.0)
     with pytest.raises(ConfigError, match=r"generator\.bf16='sometimes' is invalid"):
         VAEGenerator(dev, bf16="sometimes")
-    gen = VAEGenerator(dev, arch="mlp", latent_dim=2, epochs=1, batch_size=8, progress=False, bf16=False)
+    gen = VAEGenerator(dev, arch="mlp", latent_dim=2, epochs=1, batch_size=8, progress=False, bf16=False,
+                       lr_schedule="constant")
     x = (torch.rand(40, 1, 28, 28, generator=g()) > 0.5).float()
     stats = gen.fit(Batch(x, torch.arange(40) % 10), g())
     assert math.isfinite(stats["train_nelbo"]) and stats["epochs"] == 1
@@ -58,7 +59,7 @@ def test_vae_generator_checks_its_keys_and_fits_tiny_data():
     assert set(px.unique().tolist()) <= {0.0, 1.0}
 
 
-# ----- verifiers and the builder --------------------------------------------------------------------------
+# ----- the CVAE's sampling and memory layouts ---------------------------------------------------------------
 def test_vae_bernoulli_draw_has_the_right_rate_and_is_seeded():
     from collapselab.generators.vae import bernoulli
     p = torch.linspace(0, 1, 11).repeat(20000, 1)

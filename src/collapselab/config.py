@@ -153,11 +153,22 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys added to a part after runs were made, with the value that reproduces those runs: a stored config without the
+# key matches a current one holding that value. A key missing on one side matches null on the other (null is "the
+# code's default"), and retired keys, which never changed a number, are ignored.
+ADDED_DEFAULTS = {"verifier.selection": "top", "verifier.temperature": 1.0}
+RETIRED_KEYS = ("data.truth",)
+
+
 def diff_configs(stored: dict, current: dict, ignore: tuple[str, ...] = NON_RESULT_KEYS) -> list[str]:
     """Dotted keys whose values differ between two configs (ignoring resume-safe keys)."""
     a, b = flatten(stored), flatten(current)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if k not in ignore and a.get(k, "<missing>") != b.get(k, "<missing>")]
+
+    def value(side: dict, k: str):
+        return side[k] if k in side else ADDED_DEFAULTS.get(k)
+
+    return [k for k in keys if k not in ignore and k not in RETIRED_KEYS and value(a, k) != value(b, k)]
 
 
 def check_training_sets(policy, generations: int, n_real: int, per_sample: int, default_synthetic: int,

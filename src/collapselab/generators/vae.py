@@ -122,11 +122,11 @@ class VAEGenerator:
     """fit / sample / propose for the (C)VAE; a fresh network every generation."""
 
     def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
-                 epochs: int = 30, batch_size: int = 128, lr: float = 1e-3, patience: int = 5,
-                 val_fraction: float = 0.1, bf16: bool | str = False, progress: bool = True,
-                 sampling: str = "bernoulli", lr_schedule: str = "constant", min_steps: int = 0) -> None:
-        """Keyword arguments are conf/generator/vae.yaml's keys (checked here, each error naming its key);
-        ``device`` and ``progress`` come from the study."""
+                 epochs: int = 15, batch_size: int = 128, lr: float = 3e-3, patience: int = 10,
+                 val_fraction: float = 0.1, bf16: bool | str = "auto", progress: bool = True,
+                 sampling: str = "bernoulli", lr_schedule: str = "onecycle", min_steps: int = 1000) -> None:
+        """Keyword arguments are conf/generator/vae.yaml's keys, with its defaults (checked here, each error naming
+        its key; tests/test_components.py holds the two equal); ``device`` and ``progress`` come from the study."""
         check_choice("generator.arch", arch, ("conv", "mlp"))
         for key, v, lo in (("latent_dim", latent_dim, 1), ("epochs", epochs, 1), ("batch_size", batch_size, 1),
                            ("patience", patience, 1), ("min_steps", min_steps, 0)):

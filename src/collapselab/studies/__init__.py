@@ -36,18 +36,6 @@ def build_study(cfg: dict, device: torch.device, policy: Policy):
             raise ImportError(f"{path} is a {type(cls).__name__}, not a class")
     except Exception as e:  # noqa: BLE001 - ImportError, or a module that fails on import
         raise ConfigError(f"study={path!r} (from generator={gen}) cannot be imported: {str(e).splitlines()[0]}") from None
-    check_truth(cfg)
     study = cls(cfg, device, policy)
     check_protocol(study, Study, f"study={path}")
     return study
-
-
-def check_truth(cfg: dict) -> None:
-    """``data.truth`` names the module whose ``oracle`` / ``noisy_oracle`` know the data's ground truth."""
-    truth = (cfg.get("data") or {}).get("truth")
-    try:
-        for fn in ("oracle", "noisy_oracle"):
-            locate(f"{truth}.{fn}")
-    except Exception as e:  # noqa: BLE001 - anything that is not such a module
-        raise ConfigError(f"data.truth={truth!r} is invalid: it must name a module with oracle and noisy_oracle "
-                          f"verifiers, e.g. collapselab.verifiers.linear ({str(e).splitlines()[0]})") from None

@@ -5,7 +5,6 @@ import torch
 from torch import Tensor
 
 from ..config import check_number
-from ..errors import ConfigError
 from ..theory import SQRT_2_OVER_PI
 from .base import apply_reliability, ranking_keys
 
@@ -62,20 +61,13 @@ class CenterVerifier:
         self.center = state["center"].to(self.center)
 
 
-# ----- oracle / noisy_oracle of the regression studies (conf/data/{linear,gaussian}.yaml: truth) -----------
+# ----- oracle / noisy_oracle of the regression studies (conf/verifier/truth/*_{linear,gaussian}.yaml) ---------
 RADIUS, BIAS = 0.1, 0.3  # the defaults of r and Delta (the paper's linear setting)
 
 
-def _not_for_a_centre(threshold: float | None) -> None:
-    if threshold is not None:
-        raise ConfigError(f"verifier.threshold={threshold!r} is the MNIST judge's key; the regression oracle is a "
-                          "centre with a band (verifier.radius): remove verifier.threshold")
-
-
-def _centre(data, radius, bias, reliability, threshold, keep_fraction, selection, temperature, who) -> CenterVerifier:
+def _centre(data, radius, bias, reliability, keep_fraction, selection, temperature, who) -> CenterVerifier:
     """theta_c = theta* + bias * u (u: the data's seeded unit vector), band radius r, reliability rho; with
     ``keep_fraction`` it ranks by its quadratic reward instead."""
-    _not_for_a_centre(threshold)
     r = check_number("verifier.radius", RADIUS if radius is None else radius, 0.0, lo_open=True,
                      hint="The radius r widens the acceptance band |y - x^T theta_c| <= r||x|| + sigma_c.")
     rho = check_number("verifier.reliability", reliability, 0.0, 1.0)
@@ -86,14 +78,12 @@ def _centre(data, radius, bias, reliability, threshold, keep_fraction, selection
 
 
 def noisy_oracle(data, radius: float | None = None, bias: float | None = None, reliability: float = 1.0,
-                 threshold: float | None = None, keep_fraction: float | None = None, selection: str = "top",
-                 temperature: float = 1.0) -> CenterVerifier:
-    """theta_c = theta* + bias * u: an imperfect knowledge of the truth."""
-    return _centre(data, radius, bias, reliability, threshold, keep_fraction, selection, temperature,
-                   "verifier=noisy_oracle")
+                 keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> CenterVerifier:
+    """theta_c = theta* + bias * u: an imperfect knowledge of the truth (conf/verifier/truth/noisy_oracle_*.yaml)."""
+    return _centre(data, radius, bias, reliability, keep_fraction, selection, temperature, "verifier=noisy_oracle")
 
 
-def oracle(data, radius: float | None = None, reliability: float = 1.0, threshold: float | None = None,
-           keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> CenterVerifier:
-    """theta_c = theta*: the ground truth's band of radius r."""
-    return _centre(data, radius, 0.0, reliability, threshold, keep_fraction, selection, temperature, "verifier=oracle")
+def oracle(data, radius: float | None = None, reliability: float = 1.0, keep_fraction: float | None = None,
+           selection: str = "top", temperature: float = 1.0) -> CenterVerifier:
+    """theta_c = theta*: the ground truth's band of radius r (conf/verifier/truth/oracle_{linear,gaussian}.yaml)."""
+    return _centre(data, radius, 0.0, reliability, keep_fraction, selection, temperature, "verifier=oracle")

@@ -159,17 +159,7 @@ def discriminator(data: MNISTData, device: torch.device, conditional_model: bool
                                  temperature=temperature)
 
 
-def _judge_only(radius: float | None, bias: float | None) -> None:
-    for key, v in (("radius", radius), ("bias", bias)):
-        if v is not None:
-            raise ConfigError(f"verifier.{key}={v!r} is a centre verifier's key (generator=linear, gaussian); the "
-                              "MNIST oracle is the judge network (verifier.threshold, verifier.reliability): "
-                              f"remove verifier.{key}")
-
-
-def _judge(nets, conditional_model, threshold, reliability, radius, bias, keep_fraction, selection, temperature,
-           who) -> JudgeVerifier:
-    _judge_only(radius, bias)
+def _judge(nets, conditional_model, threshold, reliability, keep_fraction, selection, temperature, who) -> JudgeVerifier:
     t = check_number("verifier.threshold", 0.5 if threshold is None else threshold, 0.0, 1.0)
     rho = check_number("verifier.reliability", reliability, 0.0, 1.0)
     kf = ranking_keys(keep_fraction, selection, temperature, rho, who=who)
@@ -178,17 +168,15 @@ def _judge(nets, conditional_model, threshold, reliability, radius, bias, keep_f
 
 
 def noisy_oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
-                 radius: float | None = None, bias: float | None = None, keep_fraction: float | None = None,
-                 selection: str = "top", temperature: float = 1.0) -> JudgeVerifier:
+                 keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> JudgeVerifier:
     """The judge network (a stronger classifier standing in for the truth) with reliability rho; with
-    ``keep_fraction`` it ranks by the judge's log-odds."""
-    return _judge(nets, conditional_model, threshold, reliability, radius, bias, keep_fraction, selection, temperature,
+    ``keep_fraction`` it ranks by the judge's log-odds (conf/verifier/truth/noisy_oracle_mnist.yaml)."""
+    return _judge(nets, conditional_model, threshold, reliability, keep_fraction, selection, temperature,
                   "verifier=noisy_oracle")
 
 
 def oracle(nets: NetCache, conditional_model: bool, threshold: float | None = None, reliability: float = 1.0,
-           radius: float | None = None, keep_fraction: float | None = None, selection: str = "top",
-           temperature: float = 1.0) -> JudgeVerifier:
-    """The judge network's verdict (or its ranking, with ``keep_fraction``)."""
-    return _judge(nets, conditional_model, threshold, reliability, radius, None, keep_fraction, selection, temperature,
+           keep_fraction: float | None = None, selection: str = "top", temperature: float = 1.0) -> JudgeVerifier:
+    """The judge network's verdict, or its ranking with ``keep_fraction`` (conf/verifier/truth/oracle_mnist.yaml)."""
+    return _judge(nets, conditional_model, threshold, reliability, keep_fraction, selection, temperature,
                   "verifier=oracle")

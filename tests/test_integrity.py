@@ -23,6 +23,37 @@ def tmp_files(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
 
 
+# ----- run dirs refused before anything is written -------------------------------------------------------------
+@pytest.mark.parametrize("where", ["file", "under_a_file", "proc", "unwritable"])
+def test_a_run_dir_that_cannot_hold_a_run_is_refused_in_one_line(tmp_path, where, monkeypatch):
+    from collapselab.errors import ConfigError
+    from collapselab.runguard import check_run_dir
+
+    target = {"file": tmp_path / "f", "under_a_file": tmp_path / "f" / "run", "proc": Path("/proc/collapselab-run"),
+              "unwritable": tmp_path / "ro" / "run"}[where]
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "ro").mkdir()
+    if where == "unwritable":  # as root every folder is writable: say it is not, the way a non-root user sees it
+        monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path / "ro")
+    with pytest.raises(ConfigError, match={"file": "is a file", "under_a_file": "lies under", "proc": "pseudo file system",
+                                           "unwritable": "not writable"}[where]) as e:
+        check_run_dir(target)
+    assert "\n" not in str(e.value) and not (tmp_path / "ro" / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override", ["hydra.run.dir=/etc/hostname", "hydra.run.dir=/proc/collapselab-run",
+                                      "verifier.keep_fraction=1e-9"])
+def test_train_py_refuses_a_bad_run_dir_or_pool_in_one_line_writing_nothing(tmp_path, override):
+    """As a user runs it: one line, exit status 2, and no run dir left behind (Hydra makes one before the task)."""
+    run_dir = tmp_path / "run"
+    args = [override] if override.startswith("hydra") else [override, f"hydra.run.dir={run_dir}"]
+    p = run_train(*args, "data.source=fake", f"data.root={tmp_path / 'data'}", timeout=120)
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in lines[0], p.stdout + p.stderr
+    assert not run_dir.exists() and not (tmp_path / "data").exists()
+
+
 # ----- one writer per run directory -------------------------------------------------------------------------
 def test_a_held_run_dir_is_refused_with_the_holder_named(tmp_run):
     with run_lock(tmp_run):
@@ -53,9 +84,11 @@ def tree_bytes(run_dir: Path) -> dict[str, bytes]:
 
 
 def test_same_second_runs_get_their_own_dirs(tmp_path):
-    """Three runs started at once with the default run dir: three folders, each recording its own seed."""
-    procs = [subprocess.Popen(train_cmd(*LIN, "generations=1", f"seed={s}"), cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for s in range(3)]
+    """Three runs started at once with the same timestamp part of the default run dir: three folders, each recording
+    its own seed. The timestamp is pinned (not left to the clock), so the three always collide on it."""
+    same_second = "hydra.run.dir=outputs/2026-01-01/00-00-00-${collapselab.run_id:}"
+    procs = [subprocess.Popen(train_cmd(*LIN, "generations=1", f"seed={s}", same_second), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for s in range(3)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], [p.stdout.read() for p in procs]
     runs = sorted((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 3
@@ -186,12 +219,11 @@ def test_a_stop_signal_waits_for_the_critical_section():
     with stop_signals():
         with pytest.raises(RunInterrupted, match="SIGTERM"):
             with critical():
-                os.kill(os.getpid(), signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
                 done.append("finished the writes")
     assert done == ["finished the writes"]
     with stop_signals(), pytest.raises(RunInterrupted, match="SIGINT"):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1)
+        signal.raise_signal(signal.SIGINT)  # delivered before this call returns
 
 
 def test_the_first_stop_signal_decides_how_the_run_ended():
@@ -199,23 +231,19 @@ def test_the_first_stop_signal_decides_how_the_run_ended():
     with stop_signals():
         with pytest.raises(RunInterrupted, match="SIGINT") as err:
             try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(1)
+                signal.raise_signal(signal.SIGINT)  # delivered before this call returns
             finally:
-                os.kill(os.getpid(), signal.SIGTERM)  # arrives during the clean-up: ignored
-                time.sleep(0.2)
+                signal.raise_signal(signal.SIGTERM)  # arrives during the clean-up: ignored
     assert err.value.signum == signal.SIGINT
     with stop_signals(), pytest.raises(RunInterrupted, match="SIGTERM"):  # a new block listens again
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)
+        signal.raise_signal(signal.SIGTERM)  # delivered before this call returns
 
 
 def test_a_stop_before_generation_0_finished_says_so(tmp_run, monkeypatch, caplog):
     import collapselab.loop as loop
 
     def stopped(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(1)
+        signal.raise_signal(signal.SIGTERM)  # delivered before this call returns
 
     monkeypatch.setattr(loop, "_generation", stopped)
     with pytest.raises(RunInterrupted):

@@ -275,7 +275,7 @@ def test_unfiltered_retraining_at_the_default_size_loses_recall_and_fid(tmp_path
 
 
 # ----- the net cache: one training per network on a shared data root ------------------------------------------
-def _fetch_in_a_process(cache_dir: str, log_file: str) -> None:
+def _fetch_in_a_process(cache_dir: str, log_file: str, barrier) -> None:
     import collapselab.nets as nets
     from collapselab.data.mnist import fake_mnist
 
@@ -286,6 +286,7 @@ def _fetch_in_a_process(cache_dir: str, log_file: str) -> None:
         return nets.SmallCNN(spec.widths, spec.feat), 0.5
 
     nets.train_net = slow_train
+    barrier.wait(60)  # both processes ask for the network at the same moment: the overlap is forced, not hoped for
     nets.get_net(nets.EVALUATOR, fake_mnist(), Path(cache_dir), torch.device("cpu"), progress=False)
 
 
@@ -293,7 +294,8 @@ def test_parallel_jobs_on_one_data_root_train_a_network_once(tmp_path):
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # fresh interpreters: a forked child of a process that ran torch can hang
-    procs = [ctx.Process(target=_fetch_in_a_process, args=(str(tmp_path / "nets"), str(tmp_path / "log")))
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_fetch_in_a_process, args=(str(tmp_path / "nets"), str(tmp_path / "log"), barrier))
              for _ in range(2)]
     for p in procs:
         p.start()

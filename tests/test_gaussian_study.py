@@ -33,7 +33,7 @@ def test_gaussian_compositions_run_one_generation(tmp_path: Path, verifier, poli
 
 def test_defaults_and_keys():
     cfg = compose_cfg(["generator=gaussian"])
-    assert cfg["data"] == {"name": "gaussian", "n_real": 100, "mean": 0.0, "std": 1.0, "truth": "collapselab.verifiers.linear"}
+    assert cfg["data"] == {"name": "gaussian", "n_real": 100, "mean": 0.0, "std": 1.0}
     assert cfg["verifier"]["_target_"] == "collapselab.verifiers.linear.oracle"  # the data names its ground truth
     assert cfg["generator"]["fit_variance"] is True and cfg["verifier"]["name"] == "oracle"
 

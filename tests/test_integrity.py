@@ -83,6 +83,7 @@ def tree_bytes(run_dir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # train.py in subprocesses, as a user runs it
 def test_same_second_runs_get_their_own_dirs(tmp_path):
     """Three runs started at once with the same timestamp part of the default run dir: three folders, each recording
     its own seed. The timestamp is pinned (not left to the clock), so the three always collide on it."""
@@ -97,6 +98,7 @@ def test_same_second_runs_get_their_own_dirs(tmp_path):
     assert [s for s, _ in seeds] == [0, 1, 2] and all(f"seed={s}" in ov for s, ov in seeds)
 
 
+@pytest.mark.slow  # train.py in subprocesses, as a user runs it
 @pytest.mark.parametrize("refusal", ["busy", "other_config"])
 def test_a_refused_process_changes_no_byte_of_the_run_dir(tmp_path, refusal):
     """On a run dir held by another process, or holding a finished run of another config, train.py says so in one
@@ -121,6 +123,7 @@ def test_a_refused_process_changes_no_byte_of_the_run_dir(tmp_path, refusal):
     assert job.status == "finished" and "seed" not in job.overrides and not job.error
 
 
+@pytest.mark.slow  # train.py in subprocesses, as a user runs it
 def test_a_folder_of_other_files_is_refused_unless_adopted(tmp_path):
     """hydra.run.dir = a folder of the user's own (with a file named like ours): one line, the folder unchanged;
     adopt_dir=true runs there."""

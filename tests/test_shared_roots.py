@@ -15,6 +15,7 @@ LIN = ["debug=linear"]  # conf/debug/linear.yaml
 
 
 # ----- files shared with labmates ----------------------------------------------------------------------------
+@pytest.mark.slow  # train.py in a subprocess under each umask
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
                          ids=["umask022", "umask027"])
 def test_written_files_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
@@ -60,10 +61,10 @@ def test_an_unwritable_network_cache_is_refused_before_training(tmp_path, monkey
     monkeypatch.setattr(ckpt.os, "access", lambda p, mode: Path(p) != root / "nets")
     trained = []
     monkeypatch.setattr(nets, "train_net", lambda *a, **k: trained.append(a) or pytest.fail("trained"))
-    nets.forget()
-    with pytest.raises(RunError, match=rf"cannot write the evaluator network under {root / 'nets'}: .* not writable") as e:
-        run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "run")
-    assert not trained and "Earlier generations" not in str(e.value)
+    with nets.fresh_memo():
+        with pytest.raises(RunError, match=rf"cannot write the evaluator network under {root / 'nets'}: .* not writable") as e:
+            run_cfg(["debug=mnist", f"data.root={root}", "generations=0"], tmp_path / "run")
+        assert not trained and "Earlier generations" not in str(e.value)
 
 
 @pytest.mark.parametrize("damage", ["garbage", pytest.param("truncated", marks=pytest.mark.slow),

@@ -19,9 +19,8 @@ REAL = SimpleNamespace(key="mnist-md5")  # what get_net reads of real MNIST befo
 @pytest.fixture
 def fresh_memo():
     """get_net's in-process memo and the checksum memo emptied for this test, restored afterwards."""
-    nets.forget()
-    yield
-    nets.forget()
+    with nets.fresh_memo():
+        yield
 
 
 def test_the_manifest_names_the_three_fixed_networks_and_their_checksums_hold():

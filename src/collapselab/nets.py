@@ -8,6 +8,8 @@ images, fake test data) is trained once and cached under <data.root>/nets.
 """
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import hashlib
 import json
@@ -111,6 +113,20 @@ def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool =
 
 
 _MEMO: dict[str, tuple[SmallCNN, float]] = {}
+
+
+@contextlib.contextmanager
+def fresh_memo():
+    """Within the block this process holds no network (each is read, or trained, anew); the ones it held before
+    return after the block. For tests and tools that check the cache itself."""
+    saved = dict(_MEMO)
+    forget()
+    try:
+        yield
+    finally:
+        _MEMO.clear()
+        _MEMO.update(saved)
+        shipped_file.cache_clear()
 
 
 def forget(key: str | None = None) -> None:

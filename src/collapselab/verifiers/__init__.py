@@ -2,7 +2,7 @@
 
 Each YAML under conf/verifier/ names a ``_target_``; the run offers its parts (``data``,
 ``device``, and on MNIST ``nets``, ``conditional_model``, ``progress``) and a verifier receives the ones
-its signature names. An oracle knows the ground truth, which belongs to the study's data: ``verifier=oracle`` and
+its signature names. An oracle knows the ground truth, which belongs to the data: ``verifier=oracle`` and
 ``noisy_oracle`` compose conf/verifier/truth/<oracle>_<data>.yaml, each naming its own class and keys (linear,
 gaussian: a centre theta_c, ``verifiers.linear``; mnist: the judge network, ``verifiers.mnist``).
 """

@@ -1,4 +1,5 @@
 """Every option of every config group composes, and runs one generation (or says why it cannot)."""
+import functools
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ def test_groups_hold_the_documented_options():
     assert {"mnist", "linear", "gaussian"} <= set(options("debug"))
 
 
+@functools.lru_cache(maxsize=None)
 def fits(generator: str, verifier: str, fake_root=None) -> bool:
     """Whether ``verifier`` builds for ``generator``'s study; the only refusal allowed is a one-line "does not fit"."""
     args = [f"generator={generator}", f"verifier={verifier}", "policy=verify", "progress=false", "device=cpu"]

@@ -82,8 +82,9 @@ def test_every_leaf_key_refuses_wrong_values(fake_root, capsys):
     assert tried > 300
 
 
-@pytest.mark.parametrize("override", ["seed=${oops}", "generations=${oc.env:COLLAPSELAB_SURELY_UNSET}",
-                                      "policy.n_synthetic=${policy.missing_key}"])
+@pytest.mark.parametrize("override", ["seed=${oops}",  # fast: one train.py subprocess; the other two in the slow suite
+                                      pytest.param("generations=${oc.env:COLLAPSELAB_SURELY_UNSET}", marks=pytest.mark.slow),
+                                      pytest.param("policy.n_synthetic=${policy.missing_key}", marks=pytest.mark.slow)])
 def test_an_interpolation_that_cannot_resolve_is_one_line(tmp_path, override):
     """train.py as a user runs it: exit 2, one line naming the key and the fix, no traceback, no run files."""
     env = {k: v for k, v in os.environ.items() if k != "COLLAPSELAB_SURELY_UNSET"}

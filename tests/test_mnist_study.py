@@ -290,6 +290,7 @@ def _fetch_in_a_process(cache_dir: str, log_file: str, barrier) -> None:
     nets.get_net(nets.EVALUATOR, fake_mnist(), Path(cache_dir), torch.device("cpu"), progress=False)
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_parallel_jobs_on_one_data_root_train_a_network_once(tmp_path):
     import multiprocessing as mp
 

@@ -49,6 +49,7 @@ def test_real_mnist_networks_are_loaded_from_the_package_and_nothing_is_trained_
     assert not (tmp_path / "nets").exists()
 
 
+@pytest.mark.slow  # trains a network
 def test_a_network_the_package_does_not_ship_is_still_trained_and_cached(tmp_path, fresh_memo):
     from collapselab.data.mnist import fake_mnist
 

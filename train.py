@@ -74,6 +74,11 @@ def main(cfg: DictConfig) -> dict | None:
                 run_dir.rmdir()
             except OSError:
                 pass  # not empty, or not ours to remove
+        if not claimed and hc.mode == RunMode.MULTIRUN and isinstance(e, ConfigError) and run_dir.is_dir():
+            try:  # a sweep job's own folder keeps the record and the config error that failed it (summaries read it)
+                on_claimed()
+            except OSError:
+                pass
         if claimed:  # a refused process writes nothing into another run's directory
             try:
                 error_file.write_text(traceback.format_exc())  # kept beside the job's finished generations

@@ -39,7 +39,9 @@ def test_policies_declare_their_closed_form_and_sizes():
     replace, verify, acc = (build_policy(compose_cfg([f"policy={n}"])) for n in ("replace", "verify", "accumulate"))
     assert replace.theory(verified=True) == "replace" and verify.theory(verified=True) == "verify"
     assert verify.theory(verified=False) == "replace"  # a filter without a verifier is unfiltered retraining
-    assert acc.theory(verified=False) is None and Policy(name="base").theory(verified=False) == "replace"
+    assert acc.theory(verified=False) == "accumulate" and Policy(name="base").theory(verified=False) == "replace"
+    verify_acc = build_policy(compose_cfg(["policy=verify_accumulate"]))
+    assert verify_acc.theory(verified=True) == "verify_accumulate" and verify_acc.theory(verified=False) == "accumulate"
     grown = VerifyPolicy(name="v", n_synthetic=7, growth=3)
     assert grown.theory(verified=True) is None and [grown.synthetic_size(t, 100) for t in (1, 2, 3)] == [7, 10, 13]
     assert acc.largest_training_set(10, 5, generations=3) == 25 and replace.largest_training_set(10, 5, 3) == 10

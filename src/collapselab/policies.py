@@ -29,8 +29,8 @@ class Policy:
     uses_real: bool = False  # every training set holds real data (so a tiny synthetic set is still fittable)
     fresh: bool = False  # next_training_set's ``real`` is new real data each generation (study.fresh_real)
     n_fresh: int | None = None  # fresh real samples a generation (None: the study's data.n_real)
-    # the closed form a study may report for this policy: "replace", "verify", or None (a new policy
-    # reports none until it declares one)
+    # the closed form a study may report for this policy: "replace", "verify", "accumulate", "mix", "fresh", or None
+    # (a new policy reports none until it declares one)
     closed_form: str | None = "replace"
 
     def __init__(self, name: str = "", n_synthetic: int | None = None, growth: int = 0,
@@ -51,8 +51,8 @@ class Policy:
         """
         if self.growth or self.closed_form is None:
             return None
-        if self.closed_form == "verify" and not verified:
-            return "replace"
+        if not verified and self.closed_form in ("verify", "verify_accumulate"):
+            return "replace" if self.closed_form == "verify" else "accumulate"
         return self.closed_form
 
     def largest_training_set(self, n_real: int, default: int, generations: int, unit: int = 1) -> int:
@@ -81,7 +81,7 @@ class AccumulatePolicy(Policy):
 
     keeps_history = True
     uses_real = True
-    closed_form = None
+    closed_form = "accumulate"
 
     def largest_training_set(self, n_real: int, default: int, generations: int, unit: int = 1) -> int:
         return n_real + sum(self.synthetic_size(t, default) * unit for t in range(1, generations + 1))
@@ -94,6 +94,7 @@ class VerifyAccumulatePolicy(AccumulatePolicy):
     """Real data plus every accepted synthetic sample so far."""
 
     filters = True
+    closed_form = "verify_accumulate"  # no study has one yet; without a verifier it is `accumulate`
 
 
 class _FilterChoice(Policy):

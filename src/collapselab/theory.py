@@ -110,6 +110,34 @@ def gaussian_param_error(generation: int, n_real: int, n_synthetic: int, sigma: 
                                          for s in range(1, generation + 1)) / n_synthetic)
 
 
+def gaussian_accumulate(generations: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
+                        fit_variance: bool = True) -> list[tuple[float, float]]:
+    """(E[(mu_t - mu*)^2], E[var_t]) for t = 0..generations under `accumulate`: generation t fits the real set and
+    every synthetic set so far, N_t = n + t m samples, the m new ones drawn from N(mu_(t-1), var_(t-1)).
+
+    The pooled set of generation t-1 is exactly what mu_(t-1) and var_(t-1) were fitted on, so (derivation in
+    docs/theory.md) the mean moves by a martingale step, mu_t = mu_(t-1) + (m / N_t) (b_t - mu_(t-1)) with b_t the
+    new batch's mean, and the pooled sum of squares S_t (var_t = S_t / N_t) grows in expectation as
+        E[S_t] = E[S_(t-1)] (1 + (m - 1 + N_(t-1) / N_t) / N_(t-1)),   E[S_0] = (n - 1) sigma^2,
+        E[(mu_t - mu*)^2] = sigma^2 / n + sum_(s=1..t) m E[var_(s-1)] / N_s^2.
+    Both are exact; both stay bounded (the error below sigma^2/n + sigma^2 m sum 1/N_s^2 < sigma^2 (1/n + pi^2/(6m))),
+    in contrast with `replace`. With a known variance (fit_variance=false) var_t = sigma^2 throughout. The same
+    mechanism as Gerstgrasser et al. 2024 (arXiv 2404.01413) for linear regression on accumulated data.
+    """
+    n, m, s2 = int(n_real), int(n_synthetic), float(sigma) ** 2
+    S = (n - 1) * s2  # E[S_0]
+    err, out = s2 / n, []
+    for t in range(generations + 1):
+        N = n + t * m
+        if t > 0:
+            prev_n = N - m
+            var_prev = S / prev_n if fit_variance else s2
+            err += m * var_prev / N**2
+            S *= 1 + (m - 1 + prev_n / N) / prev_n
+        out.append((err, S / N if fit_variance else s2))
+    return out
+
+
 def _mixed_terms(n_real: int, n_synthetic: int, n_real_share: int, sigma: float, fresh: bool):
     """(p, q, m, base, c, S) of ``gaussian_mixed``'s recursion: the real and synthetic shares, the real set's own
     error about mu*, the variance of the real share's mean about its centre, and S (S - c: its MLE variance)."""

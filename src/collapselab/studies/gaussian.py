@@ -137,13 +137,16 @@ class GaussianStudy:
         return row
 
     def theory(self, generation: int) -> tuple[float | None, float | None]:
-        """Closed forms where they apply: any generation of `replace`, generation 1 of verify (known variance)."""
+        """Closed forms where they apply: any generation of `replace`, `accumulate`, `mix` and `fresh`; generation 1 of
+        `verify` (known variance)."""
         n, m, s, fv = self.n_real, self.n_synthetic, self.sigma, self.fit_variance
         form = self.policy.theory(verified=self.verifier is not None)
         if generation == 0 or form == "replace":
             return (theory.gaussian_param_error(generation, n, m, s, fv), theory.gaussian_variance(generation, n, m, s, fv))
         if form in ("mix", "fresh"):
             return theory.gaussian_mixed(generation, n, m, self._real_share(), s, fv, fresh=form == "fresh")[-1]
+        if form == "accumulate":
+            return theory.gaussian_accumulate(generation, n, m, s, fv)[-1]
         if generation == 1 and form == "verify" and self.theory_applies and not fv and self.reliability == 1.0:
             risk = theory.one_round_risk([math.sqrt(n)], [self.bias], self.radius, s, self.n_synthetic)
             return risk, s**2

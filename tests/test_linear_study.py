@@ -101,3 +101,14 @@ def test_reliability_keeps_the_amount_but_weakens_the_filter(tmp_path):
     unfiltered = theory.one_round_risk(np.ones(1), [0.0], float("inf"))  # sanity of the helper
     assert unfiltered > 0
     assert coin[1]["param_error"] > 2 * full[1]["param_error"]
+
+
+@pytest.mark.slow  # 2,000 chains
+@pytest.mark.parametrize("design", ["singular", "gaussian"])
+def test_accumulate_follows_its_closed_form(tmp_path, design):
+    """policy=accumulate: theory_param_error at every generation, within 3 standard errors of the simulation."""
+    rows = run_cfg(["generator=linear", f"generator.design={design}", "verifier=none", "policy=accumulate",
+                    "generations=10", "replicates=2000"], tmp_path)
+    for r in rows:
+        assert r["theory_param_error"] is not None
+        assert abs(r["param_error"] - r["theory_param_error"]) <= 3 * r["param_error_se"], r

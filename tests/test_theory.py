@@ -65,3 +65,19 @@ def test_no_filter_limit_is_fresh_noise_plus_real_error():
     assert theory.real_only_risk(mu) == pytest.approx(np.sum(mu**-2.0))
     assert theory.replace_growth(8, 100) == pytest.approx(0.08)
     assert theory.replace_growth(8, 100, design="gaussian") == pytest.approx(8 / 91)
+
+
+def test_accumulate_growth_by_hand_and_against_the_literature():
+    from collapselab.theory import accumulate_growth
+
+    # singular design, one direction with mu = 1, one sample a generation: 1/(1+1)^2, then + 1/(1+2)^2
+    assert accumulate_growth([1.0], 1, 1, 1) == pytest.approx(0.25)
+    assert accumulate_growth([1.0], 2, 1, 1) == pytest.approx(0.25 + 1 / 9)
+    # Gaussian design, n_real = n = 100, d = 8: the total error within 3% of Gerstgrasser et al.'s
+    # d sigma^2 / (T - d - 1) sum_(i=1..t+1) 1/i^2 (their design is one fixed X relabelled every round, so every
+    # round's denominator is T - d - 1; here each round draws new rows and N_s grows, 5-6% less growth)
+    for t in (1, 5, 10):
+        ours = 8 / 91 + accumulate_growth([1.0] * 8, t, 100, 100, design="gaussian")
+        theirs = 8 / 91 * sum(1 / i**2 for i in range(1, t + 2))
+        assert ours == pytest.approx(theirs, rel=0.03)
+    assert accumulate_growth([1.0] * 8, 10_000, 100, 100, design="gaussian") < 8 / 91 * (3.1416**2 / 6 - 1)

@@ -90,6 +90,31 @@ def replace_growth(dim: int, n_synthetic: int, sigma: float = 1.0, design: str =
     return dim * sigma**2 / (n_synthetic - dim - 1)
 
 
+def accumulate_growth(singular_values: ArrayLike, generation: int, n_synthetic: int, n_real: int,
+                      sigma: float = 1.0, design: str = "singular") -> float:
+    """E||theta_t - theta*||^2 - E||theta_0 - theta*||^2 under unfiltered `accumulate` (the real set and every
+    synthetic set so far; docs/theory.md).
+
+    OLS on the pooled set moves by a martingale step, theta_s = theta_(s-1) + sigma A_s^-1 X_s^T eps_s with A_s the
+    pooled Gram matrix, so the error grows by sigma^2 E tr(A_s^-2 X_s^T X_s) a generation, a shrinking amount:
+    - singular design (n per direction, X_s^T X_s = n I): sigma^2 n sum_j 1 / (mu_j^2 + s n)^2, exact given the
+      real design's singular values mu_j;
+    - Gaussian design (n pairs in total, rows N(0, I), like the real design's): by exchangeability of the N_s =
+      n_real + s n rows of A_s, sigma^2 (n / N_s) d / (N_s - d - 1), exact averaged over the real design too.
+    With n_real = n the Gaussian sum is d sigma^2 / (n - d - 1) sum_(i=2..t+1) 1/i^2 up to the N_s - d - 1
+    denominators, the bound of Gerstgrasser et al. 2024 (arXiv 2404.01413).
+    """
+    mu2 = np.asarray(singular_values, dtype=np.float64) ** 2
+    m, d = int(n_synthetic), len(mu2)
+    if design == "singular":
+        return float(sigma**2 * m * sum(np.sum((mu2 + s * m) ** -2.0) for s in range(1, generation + 1)))
+    total = 0.0
+    for s in range(1, generation + 1):
+        N = int(n_real) + s * m
+        total += float("inf") if N <= d + 1 else m / N * d / (N - d - 1)
+    return float(sigma**2 * total)
+
+
 # ----- the Gaussian toy model (one mean, optionally one variance; docs/theory.md) --------------------
 def gaussian_variance(generation: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
                       fit_variance: bool = True) -> float:

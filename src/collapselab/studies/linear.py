@@ -132,6 +132,9 @@ class LinearStudy:
         form = self.policy.theory(verified=self.verifier is not None)
         if form == "replace":
             return base + generation * theory.replace_growth(self.dim, self.n_synthetic, self.sigma, self.design)
+        if form == "accumulate":
+            return base + theory.accumulate_growth(self._mu, generation, self.n_synthetic, self.n_real, self.sigma,
+                                                   self.design)
         if (form == "verify" and self.theory_applies and generation == 1 and self.design == "singular"
                 and self.reliability == 1.0):
             return theory.one_round_risk(self._mu, self._offsets(), self.radius, self.sigma, self.n_synthetic)

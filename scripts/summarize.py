@@ -226,7 +226,7 @@ def main() -> int:
     p.add_argument("--predict", action="store_true",
                    help="paired tables add, per comparison, the 95%% prediction interval of one more seed")
     p.add_argument("--common-seeds", action="store_true",
-                   help="at each generation, only the seeds every setting has reached (for an unfinished sweep)")
+                   help="at each generation, only the seeds every setting that has reached it has (for an unfinished sweep)")
     p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

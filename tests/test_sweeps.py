@@ -100,6 +100,19 @@ def test_common_seeds_compare_an_unfinished_sweep_on_the_same_seeds(hand_made_sw
     assert agg["verifier.bias=0.1"][2]["mean"] == pytest.approx(3.0)
 
 
+def test_common_seeds_let_an_arm_that_ran_ahead_show_its_own_seeds(tmp_path):
+    """Where no seed of another setting has arrived yet, a setting is averaged over its own seeds (not dropped)."""
+    for seed in (0, 1):
+        fake_job(tmp_path, f"ahead{seed}", ["arm=ahead", f"seed={seed}"], [1.0, 2.0 + seed, 3.0 + seed])
+        fake_job(tmp_path, f"behind{seed}", ["arm=behind", f"seed={seed}"], [1.0, 5.0 + seed], finished=False)
+    fake_job(tmp_path, "slow0", ["arm=slow", "seed=0"], [1.0, 9.0], finished=False)  # seed 1 not started
+    jobs = find_jobs(tmp_path)
+    keep_common_seeds(jobs)
+    agg = aggregate(jobs, "param_error")
+    assert [s["n"] for s in agg["arm=ahead"]] == [1, 1, 2]  # generations 0-1: seed 0 only (arm=slow has no seed 1)
+    assert agg["arm=ahead"][2]["mean"] == pytest.approx(3.5)
+
+
 def test_paired_difference_takes_the_seed_from_the_stored_config(tmp_path):
     """Single runs (no seed override) pair by the seed in their .hydra/config.yaml."""
     for name, vals in (("a", [1.0, 3.0]), ("b", [1.0, 2.0])):

@@ -240,13 +240,14 @@ def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: 
 
 
 def keep_common_seeds(jobs: list[Job]) -> None:
-    """Drop each generation's rows of seeds that some setting has not reached yet, so every setting's mean at a
-    generation is over the same seeds (an unfinished sweep otherwise compares means of different seeds)."""
-    labels = {j.label for j in jobs}
+    """Drop each generation's rows of seeds that some setting which has reached that generation lacks, so every
+    setting's mean at a generation is over the same seeds (an unfinished sweep otherwise compares means of different
+    seeds). A setting no seed of which has reached a generation does not hold the others back there: an arm that ran
+    ahead is shown on its own seeds."""
     have: dict[int, dict[str, set]] = {}
     for j in jobs:
         for r in j.rows:
             have.setdefault(int(r["generation"]), {}).setdefault(j.label, set()).add(j.seed)
-    common = {g: set.intersection(*by.values()) if set(by) == labels else set() for g, by in have.items()}
+    common = {g: set.intersection(*by.values()) for g, by in have.items()}
     for j in jobs:
         j.rows = [r for r in j.rows if j.seed in common[int(r["generation"])]]

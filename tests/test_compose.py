@@ -63,25 +63,42 @@ def test_every_arm_builds_its_loop_at_the_design_space_size(fake_root, arm):
     assert m + real == size and (study.verifier is None) == (verifier == "none")
 
 
-@pytest.mark.parametrize("generator,verifier,policy", [
-    (g, v, p) for g in options("generator") for v in options("verifier") for p in options("policy")])
-def test_every_option_composes_and_instantiates(fake_root, generator, verifier, policy):
-    """Compose and build every (generator, verifier, policy) without running it: building reads the config
-    and trains nothing, so the whole product is fast (the runs are slow tests)."""
-    args = [f"generator={generator}", f"verifier={verifier}", f"policy={policy}", "progress=false", "device=cpu"]
+def _builds(fake_root, generator: str, verifier: str | None, policy: str) -> None:
+    """Compose and build one (generator, verifier, policy) without running it: building reads the config and trains
+    nothing. A verifier of another study must be refused in one line naming both."""
+    args = [f"generator={generator}", f"policy={policy}", "progress=false", "device=cpu"]
+    args += [f"verifier={verifier}"] if verifier else []
     if generator == "vae":
         args += ["data.source=fake", f"data.root={fake_root}"]
     cfg = compose_cfg(args)
     if "train_size" in cfg["verifier"]:
         cfg["verifier"]["train_size"] = 500
-    if not fits(generator, verifier, fake_root):
+    if verifier and not fits(generator, verifier, fake_root):
         with pytest.raises(ConfigError, match=f"verifier={verifier} does not fit generator={generator}"):
             check_config(cfg)
         return
     _, built_policy, study = check_config(cfg)
-    assert built_policy.name == policy and (study.verifier is None) == (verifier == "none" or (
+    assert built_policy.name == policy and (study.verifier is None) == (cfg["verifier"]["name"] == "none" or (
         generator == "vae" and not built_policy.filters))
     assert isinstance(study.new_generator(0), ImageGenerator if generator == "vae" else Generator)
+
+
+@pytest.mark.parametrize("generator,verifier", [(g, v) for g in options("generator") for v in options("verifier")])
+def test_every_verifier_builds_with_every_generator(fake_root, generator, verifier):
+    _builds(fake_root, generator, verifier, "verify")
+
+
+@pytest.mark.parametrize("generator,policy", [(g, p) for g in options("generator") for p in options("policy")])
+def test_every_policy_builds_with_every_generator(fake_root, generator, policy):
+    """With the generator's own default verifier (the full generator x verifier x policy product: the slow test)."""
+    _builds(fake_root, generator, None, policy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("generator,verifier,policy", [
+    (g, v, p) for g in options("generator") for v in options("verifier") for p in options("policy")])
+def test_every_option_composes_and_instantiates(fake_root, generator, verifier, policy):
+    _builds(fake_root, generator, verifier, policy)
 
 
 @pytest.mark.parametrize("debug", ["linear", "gaussian"])  # debug=mnist: test_vae_compositions_run_one_generation (slow)

@@ -67,8 +67,8 @@ def test_an_unwritable_network_cache_is_refused_before_training(tmp_path, monkey
         assert not trained and "Earlier generations" not in str(e.value)
 
 
-@pytest.mark.parametrize("damage", ["garbage", pytest.param("truncated", marks=pytest.mark.slow),
-                                    pytest.param("wrong_shapes", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two fake-MNIST runs that rebuild the evaluator's test statistics
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shapes"])
 def test_unusable_test_statistics_are_moved_aside_and_rebuilt(tmp_path, caplog, damage):
     """The evaluator's cached test statistics: a garbage, truncated or foreign file is one warning naming it,
     kept as .unreadable, and computed again to the same numbers (FID at generation 0 unchanged)."""

@@ -168,11 +168,11 @@ def test_centre_oracles_rank_keep_a_share_and_softmax_differs_from_top(tmp_path,
     from .conftest import run_cfg
 
     base = [f"generator={generator}", "verifier=oracle", "policy=verify", "verifier.keep_fraction=0.1",
-            "generations=2", "replicates=50", "device=cpu"]
+            "generations=1", "replicates=20", "device=cpu"]
     top = run_cfg(base, tmp_path / "top")
     soft = run_cfg(base + ["verifier.selection=softmax", "verifier.temperature=100"], tmp_path / "soft")
     quota = top[1]["n_train"]
-    assert [r["accept_rate"] for r in top[1:]] == [pytest.approx(0.1)] * 2  # quota of 10x candidates
+    assert top[1]["accept_rate"] == pytest.approx(0.1)  # the quota of 10x candidates
     assert soft[1]["n_train"] == quota
     # top keeps the candidates nearest the centre theta* = the truth: the error falls far below generation 0's;
     # a hot softmax is close to a uniform subsample, so it does not

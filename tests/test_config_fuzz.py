@@ -89,9 +89,32 @@ def test_every_leaf_key_refuses_wrong_values(fake_root, capsys, every_compositio
     assert tried > (1000 if every_composition else 300)
 
 
-@pytest.mark.parametrize("override", ["seed=${oops}",  # fast: one train.py subprocess; the other two in the slow suite
-                                      pytest.param("generations=${oc.env:COLLAPSELAB_SURELY_UNSET}", marks=pytest.mark.slow),
-                                      pytest.param("policy.n_synthetic=${policy.missing_key}", marks=pytest.mark.slow)])
+INTERPOLATIONS = ["seed=${oops}", "generations=${oc.env:COLLAPSELAB_SURELY_UNSET}",
+                  "policy.n_synthetic=${policy.missing_key}"]
+
+
+@pytest.mark.parametrize("override", INTERPOLATIONS)
+def test_an_interpolation_that_cannot_resolve_is_one_config_error(override, monkeypatch):
+    """train.py's resolve step, in process: a one-line ConfigError naming the key and the fix."""
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import CONF
+
+    monkeypatch.delenv("COLLAPSELAB_SURELY_UNSET", raising=False)
+    spec = importlib.util.spec_from_file_location("train_entry", ROOT / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["debug=linear", override])
+    with pytest.raises(CollapseLabError, match=r"\$\{oc\.env:NAME,default\}") as e:
+        train.resolved(cfg)
+    assert "\n" not in str(e.value) and override.split("=")[0] in str(e.value)
+
+
+@pytest.mark.slow  # train.py in a subprocess, as a user runs it
+@pytest.mark.parametrize("override", INTERPOLATIONS)
 def test_an_interpolation_that_cannot_resolve_is_one_line(tmp_path, override):
     """train.py as a user runs it: exit 2, one line naming the key and the fix, no traceback, no run files."""
     env = {k: v for k, v in os.environ.items() if k != "COLLAPSELAB_SURELY_UNSET"}

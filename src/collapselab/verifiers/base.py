@@ -28,10 +28,10 @@ def apply_reliability(own: Tensor, reliability: float, rng: torch.Generator) -> 
 
 
 def ranking_keys(keep_fraction: float | None, selection: str, temperature: float, reliability: float = 1.0,
-                 who: str = "this verifier") -> float | None:
+                 who: str = "this verifier", density_ratio: bool = False) -> float | None:
     """Checked ``verifier.keep_fraction`` (None: verdicts) with the keys that only ranking uses (``selection`` and
-    ``temperature`` of a verifier whose score is not a density ratio)."""
-    check_selection(selection, temperature, density_ratio=False, who=who)
+    ``temperature``; ``density_ratio``: the score is log D/(1-D), so ``drs`` is allowed)."""
+    check_selection(selection, temperature, density_ratio=density_ratio, who=who)
     if keep_fraction is None:
         if selection != "top":
             raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "

@@ -18,7 +18,6 @@ from ..data.mnist import MNISTData
 from ..device import resolve_bf16
 from ..errors import ConfigError
 from ..nets import JUDGE, NetCache, NetSpec, SmallCNN, classifier_spec, predict, predict_logits
-from ..sampling import check_selection
 from .base import apply_reliability, ranking_keys
 from .discriminator import DiscriminatorVerifier
 
@@ -112,21 +111,12 @@ class JudgeVerifier:
 
 
 # ----- built from conf/verifier/*.yaml (``_target_``) with the parts their signatures name ----------------
-def _keep_fraction(keep_fraction: float | None) -> float | None:
-    return None if keep_fraction is None else check_number("verifier.keep_fraction", keep_fraction, 0.0, 1.0,
-                                                           lo_open=True)
-
-
 def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device: torch.device,
                threshold: float = 0.9, keep_fraction: float | None = 0.1, train_size: int | None = None,
                bf16: bool | str = "auto", selection: str = "top", temperature: float = 1.0) -> ClassifierVerifier:
     """A classifier trained (and cached) on ``train_size`` real images, scoring the label's log-odds."""
     threshold = check_number("verifier.threshold", threshold, 0.0, 1.0)
-    kf = _keep_fraction(keep_fraction)
-    selection, temperature = check_selection(selection, temperature, who="verifier=classifier")
-    if kf is None and selection != "top":
-        raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
-                          "verifier.keep_fraction (null means a per-candidate threshold)")
+    kf = ranking_keys(keep_fraction, selection, temperature, who="verifier=classifier")
     if kf is not None and threshold != 0.9:
         log.warning("verifier.threshold=%g has no effect while verifier.keep_fraction=%g ranks the candidates: set "
                     "verifier.keep_fraction=null to accept by threshold", threshold, kf)
@@ -144,10 +134,9 @@ def discriminator(data: MNISTData, device: torch.device, conditional_model: bool
     ``conditional="auto"``: it sees the label when the generator is conditional."""
     n = data.check_train_size("verifier.train_size", train_size)
     refit = check_choice("verifier.refit", refit, ("every_generation", "once"))
-    kf = _keep_fraction(keep_fraction)
-    if kf is None:
+    if keep_fraction is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
-    selection, temperature = check_selection(selection, temperature, density_ratio=True, who="verifier=discriminator")
+    kf = ranking_keys(keep_fraction, selection, temperature, who="verifier=discriminator", density_ratio=True)
     if conditional == "auto":
         conditional = conditional_model
     if check_bool("verifier.conditional", conditional) and not conditional_model:

@@ -156,14 +156,16 @@ def test_conditional_discriminator_runs_and_resumes(tmp_path, fake_root):
                                   ["policy=accumulate", "verifier=classifier"],
                                   ["policy=verify", "verifier=discriminator", "verifier.keep_fraction=1.0"]])
 def test_unused_verifier_is_neither_trained_nor_run(tmp_path, fake_root, monkeypatch, args):
-    import collapselab.verifiers.mnist as V
+    from collapselab.verifiers.mnist import ClassifierVerifier
 
     def boom(*a, **k):
         raise AssertionError("the verifier was used")
 
+    # built (its keys checked), but its network is never fetched or trained and it never scores a candidate
     monkeypatch.setattr(DiscriminatorVerifier, "fit", boom)
     monkeypatch.setattr(DiscriminatorVerifier, "score", boom)
-    monkeypatch.setattr(V, "classifier_spec", boom)
+    monkeypatch.setattr(ClassifierVerifier, "prepare", boom)
+    monkeypatch.setattr(ClassifierVerifier, "score", boom)
     rows = run_cfg(tiny(fake_root) + args + ["generations=1"], tmp_path)
     assert rows[1]["accept_rate"] is None and rows[1]["n_train"] >= 100
 

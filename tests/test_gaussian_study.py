@@ -159,3 +159,80 @@ def test_accumulate_closed_forms_hold_to_generation_50(tmp_path):
     rows = run_cfg(GAUSS + ["policy=accumulate", "verifier=none", "generations=50", "replicates=2000"], tmp_path)
     for t in (25, 50):
         assert within(rows[t], "param_error") and within(rows[t], "variance"), rows[t]
+
+
+# ----- soft curation by the exact tilt, and rejection sampling with the exact density ratio -----------------------
+TILT = GAUSS + ["policy=verify", "verifier=noisy_oracle", "verifier.selection=tilt", "generator.fit_variance=false"]
+
+
+def test_tilt_reports_its_closed_form_and_refuses_what_it_cannot_do(tmp_path):
+    """selection=tilt (per-candidate coins, p = exp(score / T)) reports theory.gaussian_tilt at every generation with a
+    known variance, and none with a fitted one; a pool share, a zero temperature or an unbounded score are refused."""
+    rows = run_cfg(TILT + ["generations=3", "replicates=50", "verifier.temperature=2.0"], tmp_path / "a")
+    tau2 = 2.0 * (0.1 + theory.SQRT_2_OVER_PI) ** 2
+    closed = theory.gaussian_tilt(3, 100, 100, tau2, bias=0.3)
+    assert [r["theory_param_error"] for r in rows] == pytest.approx([e for e, _ in closed])
+    assert 0.5 < rows[1]["accept_rate"] < 0.9
+    fitted = run_cfg(TILT + ["generations=1", "replicates=50", "generator.fit_variance=true"], tmp_path / "b")
+    assert fitted[1]["theory_param_error"] is None and fitted[1]["accept_rate"] is not None
+    for bad, says in ((["verifier.keep_fraction=0.1"], "verifier.keep_fraction=null"),
+                      (["verifier.temperature=0"], "would accept nothing"),
+                      (["verifier.reliability=0.5"], "draws its own coins")):
+        with pytest.raises(ConfigError, match=says):
+            run_cfg(TILT + bad, tmp_path / "c")
+
+
+def test_oracle_ratio_fits_the_gaussian_study_only_and_reports_the_fresh_fit(tmp_path):
+    rows = run_cfg(GAUSS + ["policy=verify", "verifier=oracle_ratio", "generations=2", "replicates=50"], tmp_path)
+    assert rows[2]["theory_param_error"] == pytest.approx(1 / 100) and rows[2]["accept_rate"] == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="verifier=oracle_ratio does not fit generator=linear"):
+        run_cfg(["debug=linear", "verifier=oracle_ratio"], tmp_path / "l")
+
+
+@pytest.mark.slow  # 2,000 chains, 50 generations
+def test_tilt_follows_its_closed_form_to_generation_50(tmp_path):
+    """The known-variance Gaussian retrained on its own samples tilted by the noisy oracle's reward (bias 0.3):
+    within 3 standard errors of theory.gaussian_tilt at generations 1, 5, 10, 25 and 50 (2,000 chains)."""
+    rows = run_cfg(TILT + ["generations=50", "replicates=2000"], tmp_path)
+    for t in (1, 5, 10, 25, 50):
+        assert within(rows[t], "param_error"), rows[t]
+    summary = (tmp_path / "summary.json").read_text()
+    assert "theory_stationary_param_error" in summary and "theory_tilt_factor" in summary
+
+
+@pytest.mark.slow  # 2,000 chains x a pool of 5,000 each, 50 generations
+def test_drs_with_the_exact_ratio_is_a_fit_on_fresh_truth(tmp_path):
+    """verifier=oracle_ratio selection=drs: every generation is distributed as a fit on m fresh truth samples (the
+    large-pool limit; keep_fraction=0.02 keeps the finite pool's bias under a standard error) at generations 1, 5,
+    10, 25 and 50; with verify_accumulate, as a fit on n + t m."""
+    args = GAUSS + ["verifier=oracle_ratio", "verifier.keep_fraction=0.02", "replicates=2000"]
+    rows = run_cfg(args + ["policy=verify", "generations=50"], tmp_path / "v")
+    for t in (1, 5, 10, 25, 50):
+        assert within(rows[t], "param_error") and within(rows[t], "variance"), rows[t]
+    rows = run_cfg(args + ["policy=verify_accumulate", "generations=10"], tmp_path / "a")
+    for t in (1, 5, 10):
+        assert rows[t]["theory_param_error"] == pytest.approx(1 / (100 + 100 * t))
+        assert within(rows[t], "param_error") and within(rows[t], "variance"), rows[t]
+
+
+# ----- accumulate_subsample: the pool's second moments close ---------------------------------------------------
+def test_accumulate_subsample_closed_form_by_hand():
+    """n = 1, m = 1, known variance sigma = 1. Generation 1: the pool is the real sample (error e0, E e0^2 = 1) and one
+    synthetic sample e0 + z; the subsample of one picks either: M_1 = (1 + 2) / 2. Fitted variance of one sample: 0."""
+    closed = theory.gaussian_accumulate_subsample(1, 1, 1, 1.0, fit_variance=False)
+    assert [v for row in closed for v in row] == pytest.approx([1.0, 1.0, 1.5, 1.0])
+    # n = 2, m = 2, fitted: pool = 2 real (D = 1, C = 0) + 2 synthetic (D = 1/2 + 1/2, C = 1/2; with the real ones
+    # 1/2); diag = 4, pairs = 2*1*1/2 + 2*2*2*1/2 = 5, so M_1 = (4/4 + 5/12) / 2 = 17/24, E[var_1] = 1 - 17/24
+    closed = theory.gaussian_accumulate_subsample(1, 2, 2, 1.0, fit_variance=True)
+    assert closed[1] == pytest.approx((17 / 24, 7 / 24))
+
+
+@pytest.mark.slow  # 2,000 chains, 50 generations
+@pytest.mark.parametrize("fit_variance", ["true", "false"])
+def test_accumulate_subsample_follows_its_closed_form(tmp_path, fit_variance):
+    rows = run_cfg(GAUSS + ["policy=accumulate_subsample", "verifier=none", "generations=50", "replicates=2000",
+                            f"generator.fit_variance={fit_variance}"], tmp_path)
+    for t in (1, 5, 10, 25, 50):
+        assert rows[t]["theory_param_error"] is not None and within(rows[t], "param_error"), rows[t]
+        if fit_variance == "true":
+            assert within(rows[t], "variance"), rows[t]

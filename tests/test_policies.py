@@ -42,6 +42,9 @@ def test_policies_declare_their_closed_form_and_sizes():
     assert acc.theory(verified=False) == "accumulate" and Policy(name="base").theory(verified=False) == "replace"
     verify_acc = build_policy(compose_cfg(["policy=verify_accumulate"]))
     assert verify_acc.theory(verified=True) == "verify_accumulate" and verify_acc.theory(verified=False) == "accumulate"
+    sub = build_policy(compose_cfg(["policy=accumulate_subsample"]))
+    assert sub.theory(verified=False) == "accumulate_subsample"
+    assert build_policy(compose_cfg(["policy=accumulate_subsample", "policy.filter=true"])).theory(verified=True) is None
     grown = VerifyPolicy(name="v", n_synthetic=7, growth=3)
     assert grown.theory(verified=True) is None and [grown.synthetic_size(t, 100) for t in (1, 2, 3)] == [7, 10, 13]
     assert acc.largest_training_set(10, 5, generations=3) == 25 and replace.largest_training_set(10, 5, 3) == 10
@@ -105,7 +108,7 @@ def test_fresh_trains_on_the_fresh_set_and_the_synthetic_set():
 
 def test_accumulate_subsample_trains_on_a_fixed_size_uniform_subsample_per_chain():
     policy = build_policy(compose_cfg(["policy=accumulate_subsample"]))
-    assert policy.keeps_history and not policy.filters and policy.theory(verified=False) is None
+    assert policy.keeps_history and not policy.filters and policy.theory(verified=False) == "accumulate_subsample"
     real = chains([[0.0] * 4] * 300)
     history = [chains([[1.0] * 4] * 300), chains([[2.0] * 4] * 300)]
     out = policy.next_training_set(real, chains([[3.0] * 4] * 300), history, g())

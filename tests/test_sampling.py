@@ -1,5 +1,7 @@
 """collect: draw candidates until every group has its quota (hand-made proposers); select: keep a share of a
 scored pool (top, softmax, drs)."""
+import math
+
 import pytest
 import torch
 
@@ -93,3 +95,26 @@ def test_rank_select_and_pool_size():
     s = torch.tensor([[0.1, 0.9, 0.5, 0.7], [4.0, 3.0, 2.0, 1.0]])
     assert rank_select(s, torch.tensor([2, 1])).tolist() == [[False, True, False, True], [True, False, False, False]]
     assert pool_size(200, 0.1) == 2000 and pool_size(200, 1.0) == 200 and pool_size(7, 0.3) == 24
+
+
+def test_tilt_verdicts_give_exact_samples_of_the_tilted_law():
+    """selection=tilt on the centre's reward: y ~ N(0, 1) accepted with probability exp(-(y - c)^2 / (2 T w^2)) keeps
+    N(kappa * 0 + (1 - kappa) c, kappa), kappa = T w^2 / (T w^2 + 1), at rate sqrt(kappa) exp(-c^2 / (2 (1 + T w^2)))."""
+    from collapselab.sampling import tilt_verdicts
+    from collapselab.theory import SQRT_2_OVER_PI, tilt_factor
+    from collapselab.verifiers.linear import CenterVerifier
+
+    c, r, T = 0.5, 0.1, 2.0
+    v = CenterVerifier(torch.tensor([c], dtype=torch.float64), r, 1.0, selection="tilt", temperature=T)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(1, 1, 400_000, generator=g, dtype=torch.float64)
+    x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    acc = tilt_verdicts(v, x, y, g)
+    kept = y[acc]
+    tau2 = T * (r + SQRT_2_OVER_PI) ** 2
+    k = tilt_factor(tau2)
+    n = len(kept)
+    assert abs(float(kept.mean()) - (1 - k) * c) < 4 * (k / n) ** 0.5
+    assert abs(float(kept.var()) - k) < 4 * k * (2 / n) ** 0.5
+    rate = k ** 0.5 * math.exp(-c * c / (2 * (1 + tau2)))
+    assert abs(n / y.numel() - rate) < 4 * (rate / y.numel()) ** 0.5

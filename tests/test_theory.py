@@ -81,3 +81,51 @@ def test_accumulate_growth_by_hand_and_against_the_literature():
         theirs = 8 / 91 * sum(1 / i**2 for i in range(1, t + 2))
         assert ours == pytest.approx(theirs, rel=0.03)
     assert accumulate_growth([1.0] * 8, 10_000, 100, 100, design="gaussian") < 8 / 91 * (3.1416**2 / 6 - 1)
+
+
+# ----- the paper's one-dimensional toolkit, soft curation's tilt ----------------------------------------------
+@pytest.mark.parametrize("a, b", [(-1.0, 1.0), (-0.3, 1.2), (0.2, 2.5), (-2.0, -0.1)])
+def test_the_papers_toolkit_is_the_d1_case_of_one_round_risk(a, b):
+    """toolkit_mse(a, b, n1) = one_round_risk at d = 1 with no generation-0 error (mu -> inf), centre offset
+    (a + b) / 2, half-width (b - a) / 2 and n1 P kept; and both equal the integral of the kept mean's error."""
+    n1 = 400
+    P = norm.cdf(b) - norm.cdf(a)
+    w = (b - a) / 2
+    d1 = theory.one_round_risk([np.inf], [(a + b) / 2], w - np.sqrt(2 / np.pi), 1.0, n1 * P)
+    mse = theory.toolkit_mse(a, b, n1)
+    assert mse == pytest.approx(d1, rel=1e-12)
+    mean = integrate.quad(lambda y: y * norm.pdf(y), a, b)[0] / P
+    var = integrate.quad(lambda y: y * y * norm.pdf(y), a, b)[0] / P - mean**2
+    assert mse == pytest.approx(mean**2 + var / (n1 * P), rel=1e-9)
+    assert theory.toolkit_mse(-np.inf, np.inf, n1) == pytest.approx(1 / n1)  # no window: the unfiltered 1/n1
+
+
+def test_tilt_recursion_by_hand_and_its_fixed_point():
+    """tau^2 = sigma^2 = 1: kappa = 1/2. Centred (bias 0), n = m = 1: E[e^2] = 1, 1/4 + 1/2, ... -> (1/2) / (3/4)."""
+    assert theory.tilt_factor(1.0) == 0.5
+    closed = theory.gaussian_tilt(3, 1, 1, 1.0)
+    assert [e2 for e2, _ in closed] == pytest.approx([1.0, 0.75, 0.6875, 0.671875])
+    assert theory.gaussian_tilt(200, 1, 1, 1.0)[-1][0] == pytest.approx(theory.gaussian_tilt_stationary(1, 1.0))
+    assert theory.gaussian_tilt_stationary(1, 1.0) == pytest.approx(2 / 3)
+    # a biased centre: the mean error tends to the bias, E[e^2] to bias^2 + the noise floor
+    far = theory.gaussian_tilt(400, 100, 100, 0.5, bias=0.3)
+    assert far[-1][1] == pytest.approx(0.3) and far[-1][0] == pytest.approx(
+        theory.gaussian_tilt_stationary(100, 0.5, bias=0.3))
+
+
+def test_the_tilted_gaussian_is_the_product_of_densities():
+    """N(mu, sigma^2) exp(-(y - c)^2 / (2 tau^2)), normalised by integration: mean kappa mu + (1 - kappa) c, variance
+    kappa sigma^2 (what gaussian_tilt's recursion uses)."""
+    mu, c, s, tau2 = 0.4, -0.2, 1.3, 0.7
+    f = lambda y: norm.pdf(y, mu, s) * np.exp(-(y - c) ** 2 / (2 * tau2))  # noqa: E731
+    Z = integrate.quad(f, -20, 20)[0]
+    m = integrate.quad(lambda y: y * f(y), -20, 20)[0] / Z
+    v = integrate.quad(lambda y: (y - m) ** 2 * f(y), -20, 20)[0] / Z
+    k = theory.tilt_factor(tau2, s)
+    assert m == pytest.approx(k * mu + (1 - k) * c, rel=1e-9) and v == pytest.approx(k * s * s, rel=1e-9)
+
+
+def test_true_ratio_is_a_fit_on_fresh_truth_samples():
+    assert theory.gaussian_true_ratio(3, 100, 50, 2.0) == pytest.approx((4 / 50, 4 * 49 / 50))
+    assert theory.gaussian_true_ratio(3, 100, 50, 2.0, fit_variance=False, accumulate=True) == pytest.approx((4 / 250, 4))
+    assert theory.gaussian_true_ratio(0, 100, 50, 1.0) == pytest.approx((1 / 100, 99 / 100))

@@ -212,3 +212,20 @@ def test_an_unfiltered_policy_runs_no_verifier_in_any_study(tmp_path):
         rows = run_cfg([f"generator={gen}", "verifier=oracle", "policy=replace", "generations=1", "replicates=5",
                         "device=cpu"], tmp_path / gen)
         assert rows[1]["accept_rate"] is None
+
+
+def test_tilt_needs_a_score_with_a_known_maximum(fake_root):
+    """selection=tilt draws coins with p = exp((score - score_max) / T): the MNIST verifiers' log-odds have no maximum,
+    so it is refused at build time in one line; the centre verifiers declare score_max = 0."""
+    from collapselab.loop import check_config
+
+    from .conftest import compose_cfg
+    mnist = ["data.source=fake", f"data.root={fake_root}", "progress=false", "device=cpu", "policy=verify"]
+    for verifier in ("classifier", "oracle"):
+        with pytest.raises(ConfigError, match="needs a score with a known maximum") as e:
+            check_config(compose_cfg(mnist + [f"verifier={verifier}", "verifier.keep_fraction=null",
+                                              "verifier.selection=tilt"]))
+        assert "\n" not in str(e.value)
+    assert CenterVerifier.score_max == 0.0
+    _, _, study = check_config(compose_cfg(["generator=linear", "verifier.selection=tilt"]))
+    assert study.verifier.selection == "tilt" and not study.theory_applies  # the band's closed form is not the tilt's

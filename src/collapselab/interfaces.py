@@ -80,8 +80,9 @@ class VerdictVerifier(Protocol):
 @runtime_checkable
 class RankingVerifier(Protocol):
     """A verifier that scores: ``score(x, y) -> float`` shaped like y, higher is better. ``selection`` is ``top``,
-    ``softmax`` (a Luce draw, p ~ exp(score / temperature)) or ``drs`` (only where ``density_ratio`` is true: the
-    score is log D/(1-D) of a real-vs-synthetic discriminator)."""
+    ``softmax`` (a Luce draw, p ~ exp(score / temperature)), ``drs`` (only where ``density_ratio`` is true: the
+    score is log p_data / p_model, e.g. log D/(1-D) of a real-vs-synthetic discriminator) or, with
+    ``keep_fraction=None``, ``tilt`` (only a ``BoundedScore``: per-candidate coins, p = exp((score - score_max) / T))."""
 
     keep_fraction: float | None
     selection: str
@@ -117,6 +118,22 @@ class Stateful(Protocol):
     def state_dict(self) -> dict | None: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class BoundedScore(Protocol):
+    """A ranking verifier whose score never exceeds ``score_max``: what ``selection=tilt`` needs, to accept each
+    candidate on its own coin with probability exp((score - score_max) / temperature) (exact tilted samples)."""
+
+    score_max: float
+
+
+@runtime_checkable
+class ModelAware(Protocol):
+    """A verifier that reads the current generator before each draw (``observe(model)``, called by the study's
+    ``prepare_verifier``): an oracle that knows p_data / p_model exactly."""
+
+    def observe(self, model: Generator) -> None: ...
 
 
 @runtime_checkable

@@ -94,7 +94,7 @@ class VerifyAccumulatePolicy(AccumulatePolicy):
     """Real data plus every accepted synthetic sample so far."""
 
     filters = True
-    closed_form = "verify_accumulate"  # no study has one yet; without a verifier it is `accumulate`
+    closed_form = "verify_accumulate"  # the Gaussian study with the exact density ratio; without a verifier `accumulate`
 
 
 class _FilterChoice(Policy):
@@ -170,7 +170,7 @@ class AccumulateSubsamplePolicy(_FilterChoice):
     each chain its own."""
 
     keeps_history = True
-    closed_form = None
+    closed_form = "accumulate_subsample"  # the Gaussian study's (theory.gaussian_accumulate_subsample); unfiltered only
 
     def __init__(self, filter: bool = False, **sizes) -> None:
         super().__init__(filter=filter, **sizes)

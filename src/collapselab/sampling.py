@@ -19,7 +19,7 @@ from .batch import Batch
 from .components import build
 from .config import check_choice, check_memory, check_number
 from .errors import ConfigError, RunError
-from .interfaces import RankingVerifier, VerdictVerifier, Verifier
+from .interfaces import BoundedScore, RankingVerifier, VerdictVerifier, Verifier
 
 # propose(m, rng) -> (x broadcastable to [R, G, m, *feat], y [R, G, m]); verify(x, y, rng) -> bool [R, G, m]
 Propose = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -117,7 +117,7 @@ def collect(
 
 
 # ----- ranking verifiers: keep quota[g] of each group's pool by score (one implementation for all) ------------
-SELECTIONS = ("top", "softmax", "drs")
+SELECTIONS = ("top", "softmax", "drs", "tilt")
 
 
 def check_selection(selection: str, temperature: float, density_ratio: bool = False,
@@ -129,6 +129,9 @@ def check_selection(selection: str, temperature: float, density_ratio: bool = Fa
     if selection == "drs" and not density_ratio:
         raise ConfigError(f"verifier.selection=drs accepts in proportion to D/(1-D), a discriminator's density ratio; "
                           f"{who}'s score is not one: use verifier.selection=softmax (or top)")
+    if selection == "tilt" and temperature <= 0.0:
+        raise ConfigError(f"verifier.selection=tilt accepts with probability exp((score - max) / temperature): "
+                          f"verifier.temperature={temperature:g} would accept nothing; use a temperature > 0")
     return selection, temperature
 
 
@@ -151,6 +154,9 @@ def select(scores: Tensor, quota: Tensor, selection: str = "top", temperature: f
     picked in proportion to D/(1-D) = p_data/p_model (discriminator rejection sampling, without replacement).
     The noise comes from ``rng`` (the run's verify stream).
     """
+    if selection == "tilt":
+        raise ConfigError("verifier.selection=tilt gives per-candidate verdicts, not a share of a pool: set "
+                          "verifier.keep_fraction=null")
     if selection == "top" or (selection == "softmax" and temperature == 0.0):
         return rank_select(scores, quota)
     t = 1.0 if selection == "drs" else float(temperature)
@@ -174,6 +180,19 @@ class DrawLayout:
     keep_chains: bool  # the synthetic Batch keeps the chain axis, x [R, K, *feat]; else (R = 1) x [K, *feat]
     round_elements: int = 4_000_000  # the most candidates (over chains and groups) a verdict round proposes
     hint: str = ""  # what to change when a verdict verifier accepts too few
+
+
+def tilted(verifier: Verifier | None) -> bool:
+    """Whether the verifier's verdicts are ``selection=tilt`` coins on its bounded score."""
+    return isinstance(verifier, RankingVerifier) and verifier.keep_fraction is None and verifier.selection == "tilt"
+
+
+def tilt_verdicts(verifier: RankingVerifier, x: Tensor, y: Tensor, rng: torch.Generator) -> Tensor:
+    """bool shaped like y: each candidate accepted on its own coin with probability exp((score - score_max) / T),
+    so the accepted ones are exact samples of p_model(y) exp(score / T) / Z (rejection sampling of the tilted law)."""
+    log_p = (verifier.score(x, y).double() - verifier.score_max) / verifier.temperature
+    u = torch.rand(y.shape, generator=rng, device=rng.device, dtype=torch.float64).to(y.device)
+    return u.log() < log_p.clamp(max=0.0)
 
 
 def verifier_in_use(verifier: Verifier | None, filters: bool) -> bool:
@@ -214,6 +233,9 @@ def draw(study, model, generation: int, rng: torch.Generator, rng_verify: torch.
         col = rank(model.propose, v, quota, rng, rng_verify, lay.flat)
     else:
         def verify(x: Tensor, y: Tensor, _rng: torch.Generator) -> Tensor:
+            if tilted(v):
+                return tilt_verdicts(v, *_flat(x, y), rng_verify).view(y.shape) if lay.flat else \
+                    tilt_verdicts(v, x, y, rng_verify)
             return v(*_flat(x, y), rng_verify).view(y.shape) if lay.flat else v(x, y, rng_verify)
 
         col = collect(model.propose, verify if used else None, quota, rng,
@@ -232,6 +254,12 @@ def check_verifier(verifier: object, context: str) -> None:
     if not isinstance(verifier, Verifier):
         raise ConfigError(f"{name} ({context}) does not follow collapselab.interfaces.Verifier: it needs a "
                           "keep_fraction attribute (None for verdicts, a share for ranking)")
+    if tilted(verifier):
+        if not isinstance(verifier, BoundedScore):
+            raise ConfigError(f"verifier.selection=tilt needs a score with a known maximum (score_max); {name}'s has "
+                              "none: rank instead (verifier.keep_fraction with selection=softmax)")
+        check_selection(verifier.selection, verifier.temperature, verifier.density_ratio, who=name)
+        return
     if verifier.keep_fraction is None:
         if not isinstance(verifier, VerdictVerifier):
             raise ConfigError(f"{name} gives no verdicts (no __call__(x, y, rng)): set verifier.keep_fraction to rank "

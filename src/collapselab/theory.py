@@ -209,3 +209,102 @@ def gaussian_mixed_stationary(n_real: int, n_synthetic: int, n_real_share: int, 
     A = np.array([[1 - q * q, -q * q / m], [-p * q, 1 - q + q * q / m]])
     D, V = np.linalg.solve(A, np.array([p * p * c, p * (S - c) + p * q * c]))
     return float(base + D), float(V)
+
+
+def toolkit_mse(a: float, b: float, n_candidates: float) -> float:
+    """The paper's one-dimensional toolkit (appendix, v2): the mean of N(theta*, 1) estimated from the samples, of
+    ``n_candidates`` drawn, that fall in the window [theta* + a, theta* + b]:
+        C = (phi(a) - phi(b)) / P,  theta(a, b) = 1 - (b phi(b) - a phi(a)) / P - C^2,  P = Phi(b) - Phi(a),
+        MSE = C^2 + theta(a, b) / (n_candidates P).
+    It is ``one_round_risk`` at d = 1 with a generator that is exactly theta* (mu -> infinity: no error carried
+    from generation 0), centre offset (a + b) / 2, half-width (b - a) / 2 and n_accept = n_candidates P kept
+    (docs/theory.md; tests/test_theory.py checks the two agree)."""
+    pa, pb = float(_phi(np.float64(a))), float(_phi(np.float64(b)))
+    apa = a * pa if np.isfinite(a) else 0.0  # t phi(t) -> 0 at an open end
+    bpb = b * pb if np.isfinite(b) else 0.0
+    P = float(ndtr(b) - ndtr(a))
+    C = (pa - pb) / P
+    theta = 1.0 - (bpb - apa) / P - C**2
+    return float(C**2 + theta / (n_candidates * P))
+
+
+# ----- soft curation and the exact density ratio on the Gaussian study (docs/theory.md) ---------------------
+def tilt_factor(tau2: float, sigma: float = 1.0) -> float:
+    """kappa = tau^2 / (tau^2 + sigma^2): N(mu, sigma^2) tilted by exp(-(y - c)^2 / (2 tau^2)) is
+    N(kappa mu + (1 - kappa) c, kappa sigma^2)."""
+    return float(tau2 / (tau2 + sigma**2))
+
+
+def gaussian_tilt(generations: int, n_real: int, n_synthetic: int, tau2: float, bias: float = 0.0,
+                  sigma: float = 1.0) -> list[tuple[float, float]]:
+    """(E[(mu_t - mu*)^2], E[mu_t - mu*]) for t = 0..generations of the known-variance Gaussian study retrained
+    (`verify`) on m = n_synthetic samples of its own fit tilted by the reward exp(-(y - c)^2 / (2 tau^2)), c = mu* +
+    bias: `selection=tilt` of the centre verifier, whose score -(y - c)^2 / (2 w^2) at temperature T gives
+    tau^2 = T w^2 (Ferbach et al. 2024, arXiv 2407.09499: curation tilts p_t by exp(reward / T)).
+
+    With kappa = tau^2 / (tau^2 + sigma^2), e_t = mu_t - mu* follows e_t = kappa e_(t-1) + (1 - kappa) bias +
+    sqrt(kappa sigma^2 / m) z, so, exactly,
+        E[e_t] = kappa E[e_(t-1)] + (1 - kappa) bias,
+        E[e_t^2] = kappa^2 E[e_(t-1)^2] + 2 kappa (1 - kappa) bias E[e_(t-1)] + (1 - kappa)^2 bias^2 + kappa sigma^2 / m,
+    from E[e_0] = 0, E[e_0^2] = sigma^2 / n."""
+    k, m, s2, b = tilt_factor(tau2, sigma), int(n_synthetic), float(sigma) ** 2, float(bias)
+    e1, e2 = 0.0, s2 / int(n_real)
+    out = [(e2, e1)]
+    for _ in range(generations):
+        e1, e2 = k * e1 + (1 - k) * b, k * k * e2 + 2 * k * (1 - k) * b * e1 + (1 - k) ** 2 * b * b + k * s2 / m
+        out.append((e2, e1))
+    return out
+
+
+def gaussian_tilt_stationary(n_synthetic: int, tau2: float, bias: float = 0.0, sigma: float = 1.0) -> float:
+    """The fixed point of ``gaussian_tilt``: E[(mu_t - mu*)^2] -> bias^2 + kappa sigma^2 / (m (1 - kappa^2))."""
+    k = tilt_factor(tau2, sigma)
+    return float(bias**2 + k * sigma**2 / (int(n_synthetic) * (1 - k * k)))
+
+
+def gaussian_true_ratio(generation: int, n_real: int, n_synthetic: int, sigma: float = 1.0, fit_variance: bool = True,
+                        accumulate: bool = False) -> tuple[float, float]:
+    """(E[(mu_t - mu*)^2], E[var_t]) when every synthetic set is kept in proportion to the exact p_data / p_model
+    (`verifier=oracle_ratio selection=drs`), in the large-pool limit where the kept samples are exact samples of the
+    truth (Azadi et al. 2019, arXiv 1810.06758): each generation is then a fit on N fresh truth samples, N = m
+    (`verify`) or n + t m (`verify_accumulate`: the real set and every kept set so far), whatever the previous fit."""
+    N = int(n_real) + generation * int(n_synthetic) if accumulate or generation == 0 else int(n_synthetic)
+    s2 = float(sigma) ** 2
+    return s2 / N, (s2 * (N - 1) / N if fit_variance else s2)
+
+
+def gaussian_accumulate_subsample(generations: int, n_real: int, n_synthetic: int, sigma: float = 1.0,
+                                  fit_variance: bool = True) -> list[tuple[float, float]]:
+    """(E[(mu_t - mu*)^2], E[var_t]) for t = 0..generations under unfiltered `accumulate_subsample` (Kazdan et al.
+    2024): generation t fits a uniform subsample, without replacement, of m samples from the pool of the real set and
+    every synthetic set so far (N_t = n + t m), the m new ones drawn from N(mu_(t-1), var_(t-1)).
+
+    Every quantity is linear or quadratic in the samples' errors e = y - mu*, and the subsample is drawn independently
+    of their values, so the pool's second moments close exactly (docs/theory.md). Samples of one group (the real set,
+    or one generation's synthetic set) are exchangeable; with D_g = E[e_i^2] and C_gh = E[e_i e_j] (i != j) per group:
+    a new group s has D_s = M_(s-1) + E[var_(s-1)] (sigma^2 with a known variance), C_ss = M_(s-1), C_sh = X_(s-1),h;
+    and for a subsample of m from N with G = the pool's second-moment matrix,
+        M = E[ebar^2] = (sum_k G_kk / N + (m - 1) sum_(k != l) G_kl / (N (N - 1))) / m,
+        X_h = E[ebar e_j] (j in group h) = sum_k G_kj / N,   E[var] = sum_k G_kk / N - M.
+    Generation 0 fits the whole real set: M_0 = X_0,0 = sigma^2 / n, E[var_0] = sigma^2 (n - 1) / n."""
+    n, m, s2 = int(n_real), int(n_synthetic), float(sigma) ** 2
+    sizes, D = [n], [s2]
+    C = [[0.0]]  # C[g][h]: E[e_i e_j] between distinct samples of groups g and h
+    M, X, V = s2 / n, [s2 / n], (s2 * (n - 1) / n if fit_variance else s2)
+    out = [(M, V)]
+    for t in range(1, generations + 1):
+        for g in range(t):
+            C[g].append(X[g])
+        C.append(X[:] + [M])
+        sizes.append(m)
+        D.append(M + (V if fit_variance else s2))
+        N = sum(sizes)
+        k = len(sizes)
+        diag = sum(sizes[g] * D[g] for g in range(k))
+        pairs = sum(sizes[g] * ((sizes[h] - (g == h)) * C[g][h]) for g in range(k) for h in range(k))
+        col = [D[h] + sum((sizes[g] - (g == h)) * C[g][h] for g in range(k)) for h in range(k)]
+        M = (diag / N + ((m - 1) * pairs / (N * (N - 1)) if m > 1 else 0.0)) / m
+        X = [c / N for c in col]
+        V = diag / N - M if fit_variance else s2
+        out.append((M, V))
+    return out

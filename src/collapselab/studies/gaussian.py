@@ -30,8 +30,10 @@ from ..interfaces import Generator, Policy, load_state, state_of  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
-from ..sampling import Collected, DrawLayout, build_verifier, check_pool  # noqa: E402
-from ..verifiers.linear import CenterVerifier  # noqa: E402
+from ..interfaces import ModelAware  # noqa: E402
+from ..sampling import Collected, DrawLayout, build_verifier, check_pool, tilted, verifier_in_use  # noqa: E402
+from ..theory import SQRT_2_OVER_PI  # noqa: E402
+from ..verifiers.linear import CenterVerifier, OracleRatioVerifier  # noqa: E402
 from . import check_float64_study  # noqa: E402
 
 DTYPE = torch.float64
@@ -94,18 +96,31 @@ class GaussianStudy:
         self.data = make_gaussian_data(self.n_real, self.mu_star, self.sigma, self.replicates,
                                        make_rng(self.seed, 0, "data"), device)
         self.real = self.data.real
-        self.verifier = build_verifier(cfg["verifier"], {"data": self.data, "device": device}, "generator=gaussian")
+        self.verifier = build_verifier(cfg["verifier"], {"data": self.data, "truth": self.data, "device": device},
+                                       "generator=gaussian")
         largest = policy.synthetic_size(max(int(cfg["generations"]), 1), self.n_real)
         groups = 1
         check_pool(self.verifier, policy.filters, largest * groups, groups, self.replicates, 3 * 8)
         self.draw_layout = DrawLayout(flat=False, keep_chains=True, hint="Use a larger verifier.radius (a wider "
                                       "interval accepts more candidates), or rank: verifier.keep_fraction.")
-        # the closed forms describe the oracle's interval |y - (mu* + bias)| <= r + sigma sqrt(2/pi), by verdict
+        # which verified closed form applies (docs/theory.md): "band", the oracle's interval |y - (mu* + bias)| <= r +
+        # sigma sqrt(2/pi) by verdict; "tilt", its reward's exact tilt; "ratio", the exact p_data / p_model under drs
         v = self.verifier
-        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None
-        self.bias = v.bias if self.theory_applies else None
-        self.radius = v.radius if self.theory_applies else None
-        self.reliability = v.reliability if self.theory_applies else 1.0
+        self.verified = verifier_in_use(v, policy.filters)
+        self.selection_form = None
+        if isinstance(v, CenterVerifier) and tilted(v):
+            self.selection_form = "tilt"
+        elif isinstance(v, CenterVerifier) and v.keep_fraction is None:
+            self.selection_form = "band"
+        elif isinstance(v, OracleRatioVerifier) and v.selection == "drs":
+            self.selection_form = "ratio"
+        centre = isinstance(v, CenterVerifier)
+        self.bias = v.bias if centre else None
+        self.radius = v.radius if centre else None
+        self.reliability = v.reliability if centre else 1.0
+        # tilt: tau^2 = T w^2, w = r + sigma sqrt(2/pi) the band's half-width (x = 1)
+        self.tau2 = (v.temperature * (v.radius + self.sigma * SQRT_2_OVER_PI) ** 2
+                     if self.selection_form == "tilt" else None)
 
     # ----- the loop's interface -------------------------------------------------------------
     def new_generator(self, generation: int) -> GaussianGenerator:
@@ -118,7 +133,9 @@ class GaussianStudy:
                                   make_rng(self.seed, generation, "fresh"), self.device).real
 
     def prepare_verifier(self, model: GaussianGenerator, generation: int) -> None:
-        """The interval does not train."""
+        """The interval does not train; the exact density ratio reads the current fit."""
+        if isinstance(self.verifier, ModelAware):
+            self.verifier.observe(model)
 
     def quota(self, generation: int) -> torch.Tensor:
         """[R, 1]: this generation's synthetic samples per chain."""
@@ -137,17 +154,24 @@ class GaussianStudy:
         return row
 
     def theory(self, generation: int) -> tuple[float | None, float | None]:
-        """Closed forms where they apply: any generation of `replace`, `accumulate`, `mix` and `fresh`; generation 1 of
-        `verify` (known variance)."""
-        n, m, s, fv = self.n_real, self.n_synthetic, self.sigma, self.fit_variance
-        form = self.policy.theory(verified=self.verifier is not None)
+        """Closed forms where they apply (docs/theory.md, "Which loops have a closed form"): any generation of
+        `replace`, `accumulate`, `accumulate_subsample`, `mix` and `fresh` (unfiltered); `verify` by the exact tilt (known variance) or the exact density
+        ratio (large-pool limit; also `verify_accumulate`); generation 1 of `verify` by the band (known variance)."""
+        n, m, s, fv, sel = self.n_real, self.n_synthetic, self.sigma, self.fit_variance, self.selection_form
+        form = self.policy.theory(verified=self.verified)
         if generation == 0 or form == "replace":
             return (theory.gaussian_param_error(generation, n, m, s, fv), theory.gaussian_variance(generation, n, m, s, fv))
         if form in ("mix", "fresh"):
             return theory.gaussian_mixed(generation, n, m, self._real_share(), s, fv, fresh=form == "fresh")[-1]
         if form == "accumulate":
             return theory.gaussian_accumulate(generation, n, m, s, fv)[-1]
-        if generation == 1 and form == "verify" and self.theory_applies and not fv and self.reliability == 1.0:
+        if form == "accumulate_subsample":
+            return theory.gaussian_accumulate_subsample(generation, n, m, s, fv)[-1]
+        if sel == "ratio" and form in ("verify", "verify_accumulate"):
+            return theory.gaussian_true_ratio(generation, n, m, s, fv, accumulate=form == "verify_accumulate")
+        if sel == "tilt" and form == "verify" and not fv:
+            return theory.gaussian_tilt(generation, n, m, self.tau2, self.bias, s)[-1][0], s**2
+        if generation == 1 and form == "verify" and sel == "band" and not fv and self.reliability == 1.0:
             risk = theory.one_round_risk([math.sqrt(n)], [self.bias], self.radius, s, self.n_synthetic)
             return risk, s**2
         return None, (s**2 if not fv else None)
@@ -160,12 +184,15 @@ class GaussianStudy:
 
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": self.sigma**2 / self.n_real}
-        form = self.policy.theory(verified=self.verifier is not None)
+        form = self.policy.theory(verified=self.verified)
         if form in ("mix", "fresh"):
             out["theory_stationary_param_error"], out["theory_stationary_variance"] = theory.gaussian_mixed_stationary(
                 self.n_real, self.n_synthetic, self._real_share(), self.sigma, self.fit_variance, fresh=form == "fresh")
-        if (self.policy.theory(verified=self.verifier is not None) == "verify" and self.theory_applies
-                and not self.fit_variance):
+        if form == "verify" and self.selection_form == "tilt" and not self.fit_variance:
+            out["theory_tilt_factor"] = theory.tilt_factor(self.tau2, self.sigma)
+            out["theory_stationary_param_error"] = theory.gaussian_tilt_stationary(self.n_synthetic, self.tau2,
+                                                                                   self.bias, self.sigma)
+        if form == "verify" and self.selection_form == "band" and not self.fit_variance:
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
             out["theory_stationary_param_error"] = theory.stationary_risk(self.bias**2, 1, self.radius, self.sigma,
                                                                           self.n_synthetic)

@@ -22,7 +22,7 @@ from ..generators.linear import LinearGenerator  # noqa: E402
 from ..interfaces import Generator, KnowledgeCentre, Policy, load_state, state_of  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
-from ..sampling import Collected, DrawLayout, build_verifier, check_pool  # noqa: E402
+from ..sampling import Collected, DrawLayout, build_verifier, check_pool, tilted  # noqa: E402
 from . import check_float64_study  # noqa: E402
 from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
 
@@ -73,9 +73,10 @@ class LinearStudy:
         check_pool(self.verifier, policy.filters, largest * groups, groups, self.replicates, (self.dim + 2) * 8)
         self.draw_layout = DrawLayout(flat=False, keep_chains=True, hint="Use a larger verifier.radius (a wider "
                                       "acceptance band accepts more candidates), or rank: verifier.keep_fraction.")
-        # the closed forms describe the centre verifier theta* + bias * u (oracle, noisy_oracle) keeping by verdict
+        # the closed forms describe the centre verifier theta* + bias * u (oracle, noisy_oracle) keeping by its band's
+        # verdict (not its reward's tilt: that tilts the kept design too, and has no closed form here)
         v = self.verifier
-        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None
+        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None and not tilted(v)
         self.radius = v.radius if self.theory_applies else None
         self.reliability = v.reliability if self.theory_applies else 1.0
 

@@ -33,10 +33,16 @@ def ranking_keys(keep_fraction: float | None, selection: str, temperature: float
     ``temperature``; ``density_ratio``: the score is log D/(1-D), so ``drs`` is allowed)."""
     check_selection(selection, temperature, density_ratio=density_ratio, who=who)
     if keep_fraction is None:
-        if selection != "top":
+        if selection == "tilt" and reliability < 1.0:
+            raise ConfigError(f"verifier.reliability={reliability} flips verdicts, and verifier.selection=tilt draws its "
+                              "own coins: use one (verifier.selection=top, or verifier.reliability=1.0)")
+        if selection not in ("top", "tilt"):
             raise ConfigError(f"verifier.selection={selection} keeps a share of a scored pool: set "
                               "verifier.keep_fraction (null means per-candidate verdicts)")
         return None
+    if selection == "tilt":
+        raise ConfigError(f"verifier.selection=tilt accepts each candidate on its own coin, not a share of a pool: set "
+                          f"verifier.keep_fraction=null (it is {keep_fraction})")
     kf = check_number("verifier.keep_fraction", keep_fraction, 0.0, 1.0, lo_open=True)
     if reliability < 1.0:
         raise ConfigError(f"verifier.reliability={reliability} flips verdicts, and verifier.keep_fraction={kf} ranks "

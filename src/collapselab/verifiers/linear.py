@@ -1,10 +1,12 @@
-"""Verifiers for the regression data (linear, gaussian): a knowledge centre theta_c and a radius r."""
+"""Verifiers for the regression data (linear, gaussian): a knowledge centre theta_c and a radius r; on the
+Gaussian data also the exact density ratio p_data / p_model (``oracle_ratio``)."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from ..config import check_number
+from ..errors import ConfigError
 from ..theory import SQRT_2_OVER_PI
 from .base import apply_reliability, ranking_keys
 
@@ -24,6 +26,7 @@ class CenterVerifier:
     """
 
     density_ratio = False  # the score is a reward, not log p_data / p_model
+    score_max = 0.0  # the reward at the centre: selection=tilt accepts with probability exp(score / T)
 
     def __init__(self, center: Tensor, radius: float | Tensor, noise_std: float, reliability: float = 1.0,
                  bias: float | None = None, keep_fraction: float | None = None, selection: str = "top",
@@ -87,3 +90,46 @@ def oracle(data, radius: float | None = None, reliability: float = 1.0, keep_fra
            selection: str = "top", temperature: float = 1.0) -> CenterVerifier:
     """theta_c = theta*: the ground truth's band of radius r (conf/verifier/truth/oracle_{linear,gaussian}.yaml)."""
     return _centre(data, radius, 0.0, reliability, keep_fraction, selection, temperature, "verifier=oracle")
+
+
+class OracleRatioVerifier:
+    """The exact log density ratio log p_data(y) - log p_model(y) of the Gaussian data (generator=gaussian), per chain: p_data = N(mu*,
+    sigma^2), p_model = N(mu_t, var_t) read from the current generator before each draw (``observe``). With
+    ``selection=drs`` it keeps quota of quota / keep_fraction candidates in proportion to p_data / p_model, which as the
+    pool grows (keep_fraction -> 0) are exact samples of p_data (Azadi et al. 2019, discriminator rejection sampling
+    with the true ratio)."""
+
+    density_ratio = True
+
+    def __init__(self, mean: float, std: float, keep_fraction: float, selection: str = "drs",
+                 temperature: float = 1.0) -> None:
+        self.mean, self.var = float(mean), float(std) ** 2
+        self.keep_fraction, self.selection, self.temperature = keep_fraction, selection, float(temperature)
+        self.mu: Tensor | None = None  # [R] the model's means, set by observe
+        self.model_var: Tensor | None = None
+
+    def observe(self, model) -> None:
+        """Read the current generator's mean and variance per chain (a GaussianGenerator: mu [R], var [R])."""
+        self.mu, self.model_var = model.mu.detach().clone(), model.var.detach().clone()
+
+    def score(self, x: Tensor, y: Tensor) -> Tensor:
+        """y [R, ...] -> log N(y; mu*, sigma^2) - log N(y; mu_r, var_r), shaped like y."""
+        if self.mu is None:
+            raise RuntimeError("OracleRatioVerifier.score before observe(model)")
+        lead = [1] * (y.dim() - 1)
+        mu, v = self.mu.view(-1, *lead), self.model_var.view(-1, *lead)
+        return (-0.5 * (y - self.mean).pow(2) / self.var + 0.5 * (y - mu).pow(2) / v
+                + 0.5 * torch.log(v / self.var))
+
+    def state_dict(self) -> None:
+        return None  # read from the generator before every draw
+
+
+def oracle_ratio(truth, keep_fraction: float = 0.1, selection: str = "drs",
+                 temperature: float = 1.0) -> OracleRatioVerifier:
+    """verifier=oracle_ratio (generator=gaussian): the exact p_data / p_model, ranked by ``selection`` (drs: the
+    density-ratio draw; top, softmax as elsewhere) over quota / keep_fraction candidates."""
+    if keep_fraction is None:
+        raise ConfigError("verifier=oracle_ratio ranks candidates: set verifier.keep_fraction in (0, 1]")
+    kf = ranking_keys(keep_fraction, selection, temperature, who="verifier=oracle_ratio", density_ratio=True)
+    return OracleRatioVerifier(float(truth.theta_star[0]), truth.noise_std, kf, selection, temperature)

@@ -112,3 +112,30 @@ def test_accumulate_follows_its_closed_form(tmp_path, design):
     for r in rows:
         assert r["theory_param_error"] is not None
         assert abs(r["param_error"] - r["theory_param_error"]) <= 3 * r["param_error_se"], r
+
+
+def test_mix_closed_form_by_hand_and_where_it_applies(tmp_path):
+    """One direction: B_1 = E0 + sigma^2 q^2 / m (the real fit's error, plus the synthetic share's noise shrunk by q);
+    reported on the singular design when the real share is whole copies of the real set, else not."""
+    mu, m, c = 3.0, 50, 2
+    q = m / (c * mu * mu + m)
+    assert theory.linear_mix([mu], 1, m, c) == pytest.approx(1 / mu**2 + q * q / m)
+    p = 1 - q  # the fixed point: A* = E0, B* = E0 (p^2 + 2 p q) / (1 - q^2) + (q^2 / m) / (1 - q^2)
+    assert theory.linear_mix([mu], 500, m, c) == pytest.approx(
+        (p * p + 2 * p * q) / (1 - q * q) / mu**2 + q * q / m / (1 - q * q))
+    rows = run_cfg(["generator=linear", "verifier=none", "policy=mix", "generations=1", "replicates=20"], tmp_path / "a")
+    assert rows[1]["theory_param_error"] is not None and rows[1]["n_train"] == 800  # 400 real (4 copies) + 400
+    rows = run_cfg(["generator=linear", "verifier=none", "policy=mix", "policy.real_fraction=0.2", "generations=1",
+                    "replicates=20"], tmp_path / "b")
+    assert rows[1]["theory_param_error"] is None  # 160 real rows: a subsample of the real design
+
+
+@pytest.mark.slow  # 2,000 chains
+@pytest.mark.parametrize("n_synthetic", ["null", "25"])
+def test_mix_follows_its_closed_form(tmp_path, n_synthetic):
+    """policy=mix on the singular design (4 and 2 copies of the real set beside the synthetic share): within 3 standard
+    errors at generations 1, 5 and 10 (2,000 chains)."""
+    rows = run_cfg(["generator=linear", "verifier=none", "policy=mix", f"policy.n_synthetic={n_synthetic}",
+                    "generations=10", "replicates=2000", "seed=1"], tmp_path)
+    for t in (1, 5, 10):
+        assert abs(rows[t]["param_error"] - rows[t]["theory_param_error"]) <= 3 * rows[t]["param_error_se"], rows[t]

@@ -308,3 +308,24 @@ def gaussian_accumulate_subsample(generations: int, n_real: int, n_synthetic: in
         V = diag / N - M if fit_variance else s2
         out.append((M, V))
     return out
+
+
+def linear_mix(singular_values: ArrayLike, generation: int, n_synthetic: int, copies: int, sigma: float = 1.0) -> float:
+    """E||theta_t - theta*||^2 under unfiltered `mix` on the singular design when the real share is the whole real set
+    repeated ``copies`` times (k = copies x n real rows beside n_synthetic rows per direction v_j).
+
+    The normal matrix c X0^T X0 + m sum_j v_j v_j^T = V diag(c mu_j^2 + m) V^T is diagonal in the directions, so each
+    coordinate e_j = v_j^T (theta - theta*) follows, with p_j = c mu_j^2 / (c mu_j^2 + m), q_j = 1 - p_j and e_0,j the
+    real fit's error (E e_0,j^2 = sigma^2 / mu_j^2, the same real noise every generation),
+        e_t,j = p_j e_0,j + q_j e_(t-1),j + sigma sqrt(m) z / (c mu_j^2 + m),
+    so A_t = E[e_t e_0] = p E0 + q A_(t-1) and B_t = E[e_t^2] = p^2 E0 + q^2 B_(t-1) + 2 p q A_(t-1) + sigma^2 q^2 / m,
+    exact given the real design (docs/theory.md)."""
+    mu2 = np.asarray(singular_values, dtype=np.float64) ** 2
+    m, c, s2 = float(n_synthetic), float(copies), float(sigma) ** 2
+    E0 = s2 / mu2
+    p = c * mu2 / (c * mu2 + m)
+    q = 1.0 - p
+    A, B = E0.copy(), E0.copy()
+    for _ in range(generation):
+        A, B = p * E0 + q * A, p * p * E0 + q * q * B + 2 * p * q * A + s2 * q * q / m
+    return float(B.sum())

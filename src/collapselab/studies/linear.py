@@ -136,6 +136,10 @@ class LinearStudy:
         if form == "accumulate":
             return base + theory.accumulate_growth(self._mu, generation, self.n_synthetic, self.n_real, self.sigma,
                                                    self.design)
+        if form == "mix" and self.design == "singular":
+            k = self.policy.real_count(self.dim * self.n_synthetic)
+            if k % self.n_real == 0:  # the real share is the real set itself, repeated: the directions decouple
+                return theory.linear_mix(self._mu, generation, self.n_synthetic, k // self.n_real, self.sigma)
         if (form == "verify" and self.theory_applies and generation == 1 and self.design == "singular"
                 and self.reliability == 1.0):
             return theory.one_round_risk(self._mu, self._offsets(), self.radius, self.sigma, self.n_synthetic)

@@ -45,3 +45,21 @@ def test_benchmark_emulates_an_avx2_only_cpu(tmp_path):
     assert "(limited: ONEDNN_MAX_CPU_ISA=AVX2, ATen AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2)" in out
     assert "native bf16: False" in out
     assert "-> fp32" in out and "bf16 " not in out.split("reachable peak")[1].splitlines()[0]
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_part_that_needs_no_gpu(tmp_path):
+    """scripts/gpu_check.py --cpu: the gpu tests (skipped here), the default command per stage, resume and regeneration
+    equality, the largest pool's memory, the fit's profile and two jobs at once, at test size; one JSON report."""
+    import json
+
+    p = subprocess.run([sys.executable, "scripts/gpu_check.py", "--cpu", "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["device"] == "cpu" and report["gpu tests"]["exit"] == 0
+    assert report["resume and regeneration"] == {**report["resume and regeneration"], "resume_equal": True,
+                                                 "regeneration_equal": True}
+    assert set(report["default command"]["stages_s"]) == {"verifier_fit_s", "draw_s", "fit_s", "eval_s"}
+    assert report["largest pool"]["candidates"] == 10 * report["largest pool"]["kept"]
+    assert 0 < report["fit profile"]["busy_share"] and report["throughput"]["speedup"]["2_jobs"] > 0

@@ -205,3 +205,20 @@ def test_synthetic_sets_are_stored_where_asked_or_needed(tmp_run, policy, keep, 
     run_cfg(FAST + ["generations=2", "samples_every=0", f"policy={policy}", f"keep_synthetic={keep}"], tmp_run)
     assert [(tmp_run / f"gen_{g:03d}" / "synthetic.pt").exists() for g in (1, 2)] == [stored, stored]
     assert not (tmp_run / "gen_000" / "synthetic.pt").exists()
+
+
+def test_a_run_resumes_on_its_own_device_type_unless_told_otherwise(tmp_path):
+    """Rows record the device type; resuming where another type's generations were made is one ConfigError naming
+    both and the override, before any work; allow_device_change=true continues. summary.json names the device."""
+    run_cfg(FAST + ["generations=1"], tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["device"] == "cpu" and summary["machine"]["device"] == "cpu" and "torch" in summary["machine"]
+    rows = read_rows(tmp_path)
+    for r in rows:  # as if generations 0-1 had been made on a GPU
+        r["machine"]["device"] = "cuda"
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match=r"were made on cuda.*device=cuda.*allow_device_change=true") as e:
+        run_cfg(FAST + ["generations=2", "device=cpu"], tmp_path)
+    assert "\n" not in str(e.value) and len(read_rows(tmp_path)) == 2
+    rows = run_cfg(FAST + ["generations=2", "device=cpu", "allow_device_change=true"], tmp_path)
+    assert [r["machine"]["device"] for r in rows] == ["cuda", "cuda", "cpu"]

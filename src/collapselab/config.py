@@ -12,7 +12,7 @@ from .errors import ConfigError
 # stores what `regenerate_synthetic` can redraw exactly; `data.source` picks where the same MNIST files
 # come from (`fake` is for tests and is told apart by the data's own key).
 NON_RESULT_KEYS = ("generations", "resume", "device", "progress", "samples_every", "keep_synthetic",
-                   "data.root", "data.source", "adopt_dir", "threads")
+                   "data.root", "data.source", "adopt_dir", "threads", "allow_device_change")
 
 
 def _is_int(v: Any) -> bool:
@@ -137,6 +137,8 @@ def validate_common(cfg: dict) -> None:
                           "and reads them back), true (every generation's synthetic set) or false")
     if "adopt_dir" in cfg:  # train.py's key (a config built by hand may leave it out)
         require_bool(cfg, "adopt_dir")
+    if "allow_device_change" in cfg:
+        require_bool(cfg, "allow_device_change")
     for group in ("generator", "verifier", "policy"):
         require_label(cfg, f"{group}.name")
 

@@ -99,13 +99,32 @@ def machine(device_type: str = "cpu") -> dict[str, str]:
         pass
     isa = next((name for name, flag in (("amx", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512", "avx512f"),
                                         ("avx2", "avx2")) if flag in flags), "other")
-    return {"cpu": cpu_model(), "cpu_family": family, "isa": isa, "device": device_type, "torch": str(torch.__version__)}
+    out = {"cpu": cpu_model(), "cpu_family": family, "isa": isa, "device": device_type, "torch": str(torch.__version__)}
+    if device_type == "cuda":  # the GPU's name and the CUDA runtime torch was built with
+        out["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
+        out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def make_deterministic(device: torch.device) -> None:
+    """On CUDA: deterministic cuDNN convolutions (no autotuned, atomic-add backward algorithms), deterministic
+    kernels where torch has them, and the cuBLAS workspace setting they need, so two runs of one seed, or a resumed
+    and an uninterrupted one, give the same numbers. The CPU path is left as it is (its kernels already are)."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without a deterministic kernel warns, by name
 
 
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls/convs run natively: CUDA with bf16 support, or a CPU with AMX or AVX512-BF16."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cuda":  # native only: an emulated bf16 (pre-Ampere) is slower than fp32
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # an older torch without the argument: compute capability 8.0 (Ampere) or newer
+            return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         try:
             onednn = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

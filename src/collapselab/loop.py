@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import SUMMARY, append_metrics, gen_dir, load_torch, read_metrics, save_torch, write_failed, write_json
 from .config import get, validate_common
-from .device import machine, resolve_device, set_threads
+from .device import machine, make_deterministic, resolve_device, set_threads
 from .errors import ConfigError, RunError
 from .interfaces import FreshData, Policy, Prepared
 from .policies import build_policy
@@ -80,6 +80,7 @@ def check_config(cfg: dict, device: str | None = None):
     set_threads(cfg.get("threads", "auto"))  # before any torch work: the numbers do not depend on the launcher
     policy = build_policy(cfg)
     dev = resolve_device(device or cfg.get("device", "auto"))
+    make_deterministic(dev)
     study = build_study(cfg, dev, policy)
     if policy.fresh and not isinstance(study, FreshData):
         raise ConfigError(f"policy={policy.name} needs fresh real data each generation, which "
@@ -132,6 +133,7 @@ def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:
         log.info("%s already holds generations 0..%d: nothing to do", run_dir, len(done) - 1)
         log.info("\n%s", format_table(done, tuple(k for k in done[-1] if k not in NOT_METRICS)[:8]))
         return done[-1]
+    check_device_type(done, device, cfg)
     log.info("device: %s", device)
     run_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(study, Prepared):
@@ -162,7 +164,19 @@ def _run(cfg: dict, run_dir: Path, device, policy: Policy, study) -> dict:
             bar.set_postfix({k: f"{row[k]:.4g}" for k in study.headline[:2] if isinstance(row.get(k), float)})
     finally:
         tb.close()
-    return _finish(run_dir, cfg, study, rows, n_gen)
+    return _finish(run_dir, cfg, study, rows, n_gen, device)
+
+
+def check_device_type(done: list[dict], device, cfg: dict) -> None:
+    """A run is continued on the device type its finished generations were made on (CPU and CUDA kernels give
+    different numbers), unless ``allow_device_change=true``; one ConfigError before any work."""
+    made_on = (done[-1].get("machine") or {}).get("device") if done else None
+    if made_on is None or made_on == device.type or cfg.get("allow_device_change", False):
+        return
+    raise ConfigError(f"this run's generations 0..{len(done) - 1} were made on {made_on}, and device={cfg.get('device')} "
+                      f"resolves to {device.type} here: resume it with device={made_on}, or add "
+                      f"allow_device_change=true to continue on {device.type} (its numbers then differ from an "
+                      f"uninterrupted {made_on} run)")
 
 
 def _save_generation(run_dir: Path, cfg: dict, study, policy: Policy, t: int, model, row: dict, synthetic, col,
@@ -183,13 +197,13 @@ def _save_generation(run_dir: Path, cfg: dict, study, policy: Policy, t: int, mo
     append_metrics(run_dir, row)
 
 
-def _finish(run_dir: Path, cfg: dict, study, rows: list[dict], n_gen: int) -> dict:
+def _finish(run_dir: Path, cfg: dict, study, rows: list[dict], n_gen: int, device) -> dict:
     """summary.json, the end-of-run table and where to look."""
     if n_gen + 1 < len(rows):
         log.info("%s already holds generations 0..%d (generations=%d asked): nothing to do",
                  run_dir, len(rows) - 1, n_gen)
     summary = {"run_dir": str(run_dir), "generations_finished": len(rows) - 1, "final": rows[-1],
-               "torch_threads": torch.get_num_threads(),
+               "torch_threads": torch.get_num_threads(), "device": str(device), "machine": machine(device.type),
                **study.summary_extras(), "config": cfg}
     write_json(summary, run_dir / SUMMARY)
     log.info("\n%s", format_table(rows, study.headline))
@@ -198,17 +212,21 @@ def _finish(run_dir: Path, cfg: dict, study, rows: list[dict], n_gen: int) -> di
     return rows[-1]
 
 
-def regenerate_synthetic(run_dir: str | Path, generation: int, device: str = "cpu"):
+def regenerate_synthetic(run_dir: str | Path, generation: int, device: str | None = None):
     """Re-draw generation ``generation``'s synthetic set exactly, from checkpoint generation-1 and the seed.
 
     This is what makes ``keep_synthetic=false`` lossless: the draw uses the previous generation's model,
-    the verifier state stored with this generation, and the generation's own seeded streams.
+    the verifier state stored with this generation, and the generation's own seeded streams. ``device`` None: the
+    device type the generation was made on (its row's ``machine.device``), since another device's kernels and
+    random streams give other samples.
     """
     run_dir = Path(run_dir)
     if generation < 1:
         raise ConfigError("generation 0 trains on real data: there is no synthetic set to regenerate")
     prev = load_torch(gen_dir(run_dir, generation - 1) / CHECKPOINT)
     this = load_torch(gen_dir(run_dir, generation) / CHECKPOINT)
+    if device is None:
+        device = ((this.get("metrics") or {}).get("machine") or {}).get("device") or "cpu"
     cfg = {**this["config"], "device": device, "progress": False}
     dev = resolve_device(device)
     study = build_study(cfg, dev, build_policy(cfg))

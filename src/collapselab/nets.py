@@ -85,11 +85,11 @@ def classifier_spec(train_size: int) -> NetSpec:
 def accuracy(net: SmallCNN, x: Tensor, y: Tensor, device: torch.device, batch: int = 4000) -> float:
     """Share of correct predictions; x uint8 [N, 28, 28]."""
     net.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)  # summed on the device: one sync at the end
     for i in range(0, len(y), batch):
         pred = net(binarize(x[i:i + batch]).to(device)).argmax(1)
-        correct += int((pred == y[i:i + batch].to(device)).sum())
-    return correct / len(y)
+        correct += (pred == y[i:i + batch].to(device)).sum()
+    return int(correct) / len(y)
 
 
 def train_net(spec: NetSpec, data: MNIST, device: torch.device, progress: bool = True) -> tuple[SmallCNN, float]:

@@ -50,19 +50,23 @@ def train_minibatch(module: nn.Module, loss_fn: Callable[[Tensor], Tensor], trai
     for epoch in bar:
         module.train()
         order = train_idx[torch.randperm(len(train_idx), generator=rng, device=rng.device).to(train_idx.device)]
-        total = 0.0
+        # the epoch's loss sum stays on the device (float64, as a Python float would): no host sync per step, so the
+        # host can queue steps ahead of a GPU. A NaN or inf loss makes the sum non-finite: checked once an epoch.
+        total = None
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
             loss = loss_fn(idx)
-            if not torch.isfinite(loss):
-                raise RunError(f"the {desc} loss became {float(loss.detach())} at epoch {epoch + 1}; {nan_hint}".rstrip("; "))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total += float(loss.detach()) * len(idx)
-        train_loss = total / max(len(order), 1)
+            step = loss.detach().double() * len(idx)
+            total = step if total is None else total + step
+        total_f = 0.0 if total is None else float(total)
+        if not math.isfinite(total_f):
+            raise RunError(f"the {desc} loss became {total_f} at epoch {epoch + 1}; {nan_hint}".rstrip("; "))
+        train_loss = total_f / max(len(order), 1)
         if val_fn is None:
             continue
         val = val_fn()

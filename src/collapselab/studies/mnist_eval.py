@@ -134,15 +134,19 @@ def save_samples(path: Path, model, seed: int, generation: int, col: Collected |
         return
     rows, per_side = [], 8
     blank = torch.full(IMAGE_SHAPE, 0.5)
-    first_x, first_y, mask = col.first_x.cpu(), col.first_y.cpu(), col.first_mask.cpu()
+    first_y, mask = col.first_y, col.first_mask.to(col.first_y.device)
 
     def pad(t: torch.Tensor) -> torch.Tensor:
         return torch.cat([t, blank.expand(per_side - len(t), *IMAGE_SHAPE)]) if len(t) < per_side else t
 
+    def first(keep: torch.Tensor) -> torch.Tensor:
+        """The first per_side candidates where ``keep``, chosen on the device: only they are copied to the host."""
+        idx = torch.nonzero(keep).squeeze(1)[:per_side]
+        return col.first_x[idx.to(col.first_x.device)].cpu()
+
     for c in range(N_CLASSES):
         in_c = first_y == c
-        rows.append(torch.cat([pad(first_x[in_c & mask][:per_side]), blank.unsqueeze(0),
-                               pad(first_x[in_c & ~mask][:per_side])]))
+        rows.append(torch.cat([pad(first(in_c & mask)), blank.unsqueeze(0), pad(first(in_c & ~mask))]))
     vgrid = make_grid(torch.cat(rows), nrow=2 * per_side + 1, padding=2, pad_value=0.5)
     save_image_grid(vgrid, path.parent / "verdicts.png")
     tb.log_image("verdicts", vgrid, generation)

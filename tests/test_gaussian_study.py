@@ -38,6 +38,7 @@ def test_defaults_and_keys():
     assert cfg["generator"]["fit_variance"] is True and cfg["verifier"]["name"] == "oracle"
 
 
+@pytest.mark.slow  # end-to-end runs (the fast suite keeps the formulas' by-hand checks)
 def test_replace_follows_the_closed_forms(tmp_path):
     """E[var_t] = sigma^2 ((n-1)/n)^(t+1) and E[(mu_t - mu*)^2] = (sigma^2/n) sum_s ((n-1)/n)^s, within 3 SE."""
     rows = run_cfg(GAUSS + ["policy=replace", "verifier=none", "generations=50", "replicates=2000"], tmp_path)
@@ -56,6 +57,7 @@ def test_known_variance_replace_grows_linearly(tmp_path):
     assert within(rows[20], "param_error")
 
 
+@pytest.mark.slow  # end-to-end runs (the fast suite keeps the formulas' by-hand checks)
 def test_verify_keeps_the_mean_bounded_and_truncates_the_variance(tmp_path):
     """Verified retraining: the mean's error stays near the real-data level, while a fixed interval cuts the
     fitted variance to the truncated-normal variance m2* in one round and then keeps shrinking it."""
@@ -165,6 +167,7 @@ def test_accumulate_closed_forms_hold_to_generation_50(tmp_path):
 TILT = GAUSS + ["policy=verify", "verifier=noisy_oracle", "verifier.selection=tilt", "generator.fit_variance=false"]
 
 
+@pytest.mark.slow  # end-to-end runs (the fast suite keeps the formulas' by-hand checks)
 def test_tilt_reports_its_closed_form_and_refuses_what_it_cannot_do(tmp_path):
     """selection=tilt (per-candidate coins, p = exp(score / T)) reports theory.gaussian_tilt at every generation with a
     known variance, and none with a fitted one; a pool share, a zero temperature or an unbounded score are refused."""
@@ -182,6 +185,7 @@ def test_tilt_reports_its_closed_form_and_refuses_what_it_cannot_do(tmp_path):
             run_cfg(TILT + bad, tmp_path / "c")
 
 
+@pytest.mark.slow  # end-to-end runs (the fast suite keeps the formulas' by-hand checks)
 def test_oracle_ratio_fits_the_gaussian_study_only_and_reports_the_fresh_fit(tmp_path):
     rows = run_cfg(GAUSS + ["policy=verify", "verifier=oracle_ratio", "generations=2", "replicates=50"], tmp_path)
     assert rows[2]["theory_param_error"] == pytest.approx(1 / 100) and rows[2]["accept_rate"] == pytest.approx(0.1)

@@ -114,15 +114,20 @@ def test_accumulate_follows_its_closed_form(tmp_path, design):
         assert abs(r["param_error"] - r["theory_param_error"]) <= 3 * r["param_error_se"], r
 
 
-def test_mix_closed_form_by_hand_and_where_it_applies(tmp_path):
+def test_mix_closed_form_by_hand():
     """One direction: B_1 = E0 + sigma^2 q^2 / m (the real fit's error, plus the synthetic share's noise shrunk by q);
-    reported on the singular design when the real share is whole copies of the real set, else not."""
+    the fixed point B* = E0 + sigma^2 q^2 / (m (1 - q^2)). Reported on the singular design when the real share is
+    whole copies of the real set, else not (the slow test below)."""
     mu, m, c = 3.0, 50, 2
     q = m / (c * mu * mu + m)
     assert theory.linear_mix([mu], 1, m, c) == pytest.approx(1 / mu**2 + q * q / m)
     p = 1 - q  # the fixed point: A* = E0, B* = E0 (p^2 + 2 p q) / (1 - q^2) + (q^2 / m) / (1 - q^2)
     assert theory.linear_mix([mu], 500, m, c) == pytest.approx(
         (p * p + 2 * p * q) / (1 - q * q) / mu**2 + q * q / m / (1 - q * q))
+
+
+@pytest.mark.slow
+def test_mix_closed_form_is_reported_where_it_applies(tmp_path):
     rows = run_cfg(["generator=linear", "verifier=none", "policy=mix", "generations=1", "replicates=20"], tmp_path / "a")
     assert rows[1]["theory_param_error"] is not None and rows[1]["n_train"] == 800  # 400 real (4 copies) + 400
     rows = run_cfg(["generator=linear", "verifier=none", "policy=mix", "policy.real_fraction=0.2", "generations=1",

@@ -232,11 +232,10 @@ def draw(study, model, generation: int, rng: torch.Generator, rng_verify: torch.
     if used and v.keep_fraction is not None:
         col = rank(model.propose, v, quota, rng, rng_verify, lay.flat)
     else:
+        judge = (lambda x, y, coins: tilt_verdicts(v, x, y, coins)) if tilted(v) else v  # chosen once a draw
+
         def verify(x: Tensor, y: Tensor, _rng: torch.Generator) -> Tensor:
-            if tilted(v):
-                return tilt_verdicts(v, *_flat(x, y), rng_verify).view(y.shape) if lay.flat else \
-                    tilt_verdicts(v, x, y, rng_verify)
-            return v(*_flat(x, y), rng_verify).view(y.shape) if lay.flat else v(x, y, rng_verify)
+            return judge(*_flat(x, y), rng_verify).view(y.shape) if lay.flat else judge(x, y, rng_verify)
 
         col = collect(model.propose, verify if used else None, quota, rng,
                       max_factor=study.policy.max_candidates_factor, max_round_elements=lay.round_elements,

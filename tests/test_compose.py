@@ -8,7 +8,7 @@ from collapselab.errors import ConfigError
 from collapselab.interfaces import Generator, ImageGenerator
 from collapselab.loop import check_config
 
-from .conftest import CONF, compose_cfg, n_train_after_one, options, run_cfg
+from .conftest import CONF, _compose_by_parts, compose_cfg, n_train_after_one, options, plain_compose, run_cfg
 
 
 def test_groups_hold_the_documented_options():
@@ -18,6 +18,18 @@ def test_groups_hold_the_documented_options():
     assert {"replace", "accumulate", "verify", "verify_accumulate", "mix", "fresh",
             "accumulate_subsample"} <= set(options("policy"))
     assert {"mnist", "linear", "gaussian"} <= set(options("debug"))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["generator=linear", "generations=3", "verifier.reliability=0.5", "samples_every=0"],
+    ["generations=3", "generator=gaussian", "verifier=noisy_oracle", "verifier.keep_fraction=null", "seed=7"],
+    ["debug=mnist", "verifier=discriminator", "verifier.keep_fraction=1e-9", "policy=mix", "policy.n_synthetic=100"],
+    ["experiment=mnist_design_space_cpu", "generator.epochs=2", "data.root=/somewhere", "device=cpu"],
+    ["verifier.temperature=2", "verifier.selection=softmax", "generator=linear", "policy=accumulate_subsample"],
+])
+def test_the_suites_compose_by_parts_is_hydras_compose(overrides):
+    """The helper every test composes with (groups once, then value overrides) gives exactly Hydra's config."""
+    assert _compose_by_parts(tuple(overrides)) == plain_compose(tuple(overrides))
 
 
 @functools.lru_cache(maxsize=None)

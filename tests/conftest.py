@@ -60,10 +60,7 @@ def _compose_by_parts(overrides: tuple[str, ...]) -> dict:
         else:
             values.append(o)
     cfg = copy.deepcopy(_compose_dictconfig(tuple(groups)))
-    for o in values:
-        if OmegaConf.select(cfg, o.key_or_group, default=KeyError, throw_on_missing=False) is KeyError:
-            raise LookupError(o.input_line)  # Hydra's error, from the plain path
-    ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+    ConfigLoaderImpl._apply_overrides_to_config(values, cfg)  # a key that is not there raises (struct mode)
     return OmegaConf.to_container(cfg, resolve=True)
 
 

@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("reproduce")
 
 MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "label_accuracy", "class_entropy"]
-# every MNIST figure's summary: those metrics, and a new seed's 95% prediction interval beside each paired comparison
-MNIST_SUMMARY = ["--predict", "--metrics", *MNIST_METRICS]
+
+
+def mnist_summary(*extra_metrics: str) -> list[str]:
+    """Every MNIST figure's summary: its metrics, and a new seed's 95% prediction interval beside each paired one."""
+    return ["--predict", "--metrics", *MNIST_METRICS, *extra_metrics]
 
 
 @dataclass(frozen=True)
@@ -103,18 +106,18 @@ FIGURES: list[Figure] = [
     Figure("mnist_default", "mnist", ["seed=0,1,2,3,4"], "0,1,2,3,4", 3, "20000",
            {"test_nelbo.png": "mnist_default_test_nelbo.png", "fid.png": "mnist_default_fid.png",
             "recall.png": "mnist_default_recall.png"},
-           [*MNIST_SUMMARY, "--versus-generation0", "--ratio", "fid", "recall", "--at", "1", "2", "3", "--per-seed"],
+           [*mnist_summary(), "--versus-generation0", "--ratio", "fid", "recall", "--at", "1", "2", "3", "--per-seed"],
            smoke=["seed=0,1"]),
     Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"], "0,1,2", 20, "20000",
            {f"{m}.png": f"mnist_longrun_{m}.png" for m in ("test_nelbo", "fid", "recall", "label_accuracy")},
-           [*MNIST_SUMMARY, "--logy", "test_nelbo", "fid", "--versus-generation0", "--ratio", "fid",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", "--versus-generation0", "--ratio", "fid",
             "recall", "--at", "1", "2", "3", "5", "10", "15", "20",
             *_pairs(("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
                     ("arm=discriminator", "arm=discriminator_top"))],
            smoke=["seed=0,1"]),
     Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_design_space_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
-           [*MNIST_SUMMARY, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
             *_pairs(("arm=classifier_mix50", "arm=classifier_top"), ("arm=classifier_mix10", "arm=classifier_top"),
                     ("arm=classifier_fresh", "arm=classifier_top"), ("arm=classifier_mix50", "arm=classifier_mix10"),
                     ("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
@@ -123,27 +126,27 @@ FIGURES: list[Figure] = [
     Figure("mnist_curation_temperature", "mnist", ["experiment=mnist_curation_temperature_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_curation_temperature_{m}.png"
             for m in ("test_nelbo", "fid", "recall", "class_entropy")},
-           [*MNIST_SUMMARY, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
             *_pairs(("verifier.temperature=1", "verifier.temperature=10"),
                     ("verifier.temperature=3", "verifier.temperature=10"),
                     ("verifier.temperature=1", "verifier.temperature=3"))],
            smoke=["seed=0,1"]),
     Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_accumulate_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
-           [*MNIST_SUMMARY, "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
             *_pairs(("policy=accumulate", "policy=replace"), ("policy=accumulate_subsample", "policy=replace"),
                     ("policy=accumulate", "policy=accumulate_subsample"))],
            smoke=["seed=0,1"]),
     Figure("mnist_verifier_quality", "mnist", ["experiment=paper_mnist_verifier_quality_cpu"], "0,1,2", 5, "20000",
            {"fid.png": "mnist_verifier_quality_fid.png", "test_nelbo.png": "mnist_verifier_quality_test_nelbo.png"},
-           [*MNIST_SUMMARY, "--at", "1", "5",
+           [*mnist_summary(), "--at", "1", "5",
             *_pairs(("verifier.train_size=null", "verifier.train_size=5000"),
                     ("verifier.train_size=5000", "verifier.train_size=500"))],
            smoke=["seed=0,1", "verifier.train_size=500,1000,null"],
            smoke_labels={"verifier.train_size=5000": "verifier.train_size=1000"}),
     Figure("mnist_retained_size", "mnist", ["experiment=mnist_retained_size_cpu"], "0,1,2", 5, "2000,20000",
            {"fid.png": "mnist_retained_size_fid.png", "test_nelbo.png": "mnist_retained_size_test_nelbo.png"},
-           [*MNIST_SUMMARY, "--at", "1", "5", "--versus-generation0",
+           [*mnist_summary(), "--at", "1", "5", "--versus-generation0",
             *_pairs(("policy.n_synthetic=20000", "policy.n_synthetic=2000"))],
            smoke=["seed=0,1", "policy.n_synthetic=50,100"],
            smoke_labels={"policy.n_synthetic=20000": "policy.n_synthetic=100",
@@ -151,7 +154,7 @@ FIGURES: list[Figure] = [
     Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
            {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
             "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
-           [*MNIST_SUMMARY, "verifier_agreement", "--at", "1", "3",
+           [*mnist_summary("verifier_agreement"), "--at", "1", "3",
             *_pairs(("verifier.reliability=1", "verifier.reliability=0.5"),
                     ("verifier.reliability=0.5", "verifier.reliability=0"),
                     ("verifier.reliability=1", "verifier.reliability=0"))],

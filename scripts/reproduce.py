@@ -127,6 +127,7 @@ FIGURES: list[Figure] = [
            {f"{m}.png": f"mnist_curation_temperature_{m}.png"
             for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            "--versus-generation0", "--ratio", "fid",
             *_pairs(("verifier.temperature=1", "verifier.temperature=10"),
                     ("verifier.temperature=3", "verifier.temperature=10"),
                     ("verifier.temperature=1", "verifier.temperature=3"))],
@@ -134,6 +135,7 @@ FIGURES: list[Figure] = [
     Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_accumulate_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            "--versus-generation0", "--ratio", "fid",
             *_pairs(("policy=accumulate", "policy=replace"), ("policy=accumulate_subsample", "policy=replace"),
                     ("policy=accumulate", "policy=accumulate_subsample"))],
            smoke=["seed=0,1"]),

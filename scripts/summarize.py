@@ -33,7 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from collapselab.sweeps import Job, aggregate, find_jobs, keep_common_seeds, long_rows, paired_difference  # noqa: E402
+from collapselab.sweeps import (Job, aggregate, find_jobs, keep_common_seeds, long_rows,  # noqa: E402
+                                paired_difference, setting_order)
 
 log = logging.getLogger("summarize")
 LINEAR = ["param_error", "center_error", "accept_rate"]
@@ -84,7 +85,7 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
                 per_seed: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, series) in enumerate(sorted(agg.items())):
+    for i, (label, series) in enumerate(sorted(agg.items(), key=lambda kv: setting_order(kv[0]))):
         c = colors[i % len(colors)]
         g = [s["generation"] for s in series]
         ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
@@ -155,7 +156,7 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
                   ratios: list[str], at: list[int] | None, predict: bool = False) -> tuple[list[dict], str]:
     """Rows and Markdown of the paired comparisons: each pair of settings, and each setting against its generation 0.
     Markdown: one table per metric, a row per comparison, a column per generation."""
-    labels = sorted({j.label for j in jobs})
+    labels = sorted({j.label for j in jobs}, key=setting_order)
     for a, b in pairs:
         for x in (a, b):
             if x not in labels:
@@ -260,21 +261,21 @@ def main() -> int:
         if not agg:
             log.info("no values of %s in this sweep", metric)
             continue
-        for label, series in sorted(agg.items()):
+        for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
             agg_rows += [{"metric": metric, "setting": label, **s} for s in series]
         cell = lambda s: f"{fmt(s['mean'])} [{fmt(s['low'])}, {fmt(s['high'])}]"  # noqa: E731
         if a.at:  # the generations asked for, after generation 0
             cols = [0, *[g for g in a.at if g != 0]]
             md.append(f"### {metric}\n\n| setting | {' | '.join(f'generation {g}' for g in cols)} | seeds |\n"
                       f"|---|{'---|' * len(cols)}---|")
-            for label, series in sorted(agg.items()):
+            for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
                 by_g = {s["generation"]: s for s in series}
                 md.append(f"| {label} | {' | '.join(cell(by_g[g]) if g in by_g else '-' for g in cols)} "
                           f"| {max(s['n'] for s in series)} |")
         else:
             md.append(f"### {metric}\n\n| setting | generation 0 | generation 1 | last generation | seeds |\n"
                       "|---|---|---|---|---|")
-            for label, series in sorted(agg.items()):
+            for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
                 by_g = {s["generation"]: s for s in series}
                 g0 = cell(by_g[0]) if 0 in by_g else "-"
                 g1 = cell(by_g[1]) if 1 in by_g else "-"

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from scipy import stats
 
-from collapselab.sweeps import aggregate, find_jobs, keep_common_seeds, long_rows, mean_ci, paired_difference
+from collapselab.sweeps import (aggregate, find_jobs, keep_common_seeds, long_rows, mean_ci, paired_difference,
+                                setting_order)
 
 from .conftest import ROOT, compose_cfg, read_rows, run_train, strip_wall, train_cmd
 
@@ -147,6 +148,17 @@ def test_long_rows_have_overrides_as_columns(hand_made_sweep):
     rows = long_rows(find_jobs(hand_made_sweep))
     assert len(rows) == 3 + 3 + 3 + 3 + 2 + 1
     assert {"job", "status", "seed", "verifier.bias", "generation", "param_error"} <= set(rows[0])
+
+
+def test_settings_sort_by_value():
+    """Tables and legends list numeric settings by value, numbers before words, key by key."""
+    labels = ["verifier.temperature=10", "verifier.temperature=3", "verifier.temperature=1"]
+    assert sorted(labels, key=setting_order) == ["verifier.temperature=1", "verifier.temperature=3",
+                                                 "verifier.temperature=10"]
+    assert sorted(["t=null", "t=5000", "t=500", "t=-1"], key=setting_order) == ["t=-1", "t=500", "t=5000", "t=null"]
+    assert sorted(["a=2,b=10", "a=10,b=1", "a=2,b=9"], key=setting_order) == ["a=2,b=9", "a=2,b=10", "a=10,b=1"]
+    assert sorted(["arm=replace", "arm=discriminator", "(defaults)"], key=setting_order) == [
+        "(defaults)", "arm=discriminator", "arm=replace"]
 
 
 @pytest.mark.slow

@@ -73,6 +73,19 @@ def _number(v: str):
         return v
 
 
+def setting_order(label: str) -> tuple:
+    """Sort key of a setting's label: each ``key=value`` in turn, numbers by value (temperature 1, 3, 10 rather than
+    1, 10, 3), numbers before words (train_size 500, 5000, null)."""
+    key = []
+    for part in label.split(","):
+        name, _, value = part.partition("=")
+        try:
+            key.append((name, 0, float(value), ""))
+        except ValueError:
+            key.append((name, 1, 0.0, value))
+    return tuple(key)
+
+
 def jobs_from_rows_csv(path: Path) -> list[Job]:
     """The jobs of a rows CSV that summarize.py wrote (summary.csv; docs/results/NAME_rows.csv): columns job, status,
     the override keys, then generation and the metrics. So committed rows can be re-summarised without the runs."""

@@ -8,7 +8,7 @@
     python scripts/summarize.py SWEEP_DIR --versus-generation0 --ratio fid recall         # each generation vs gen 0
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
-columns), aggregate.csv and aggregate.md (mean and 95% t-interval across seeds per setting), and
+columns, the job's summary.json theory levels as summary.theory_* columns), aggregate.csv and aggregate.md (mean and 95% t-interval across seeds per setting), and
 <metric>.png (metric against generation, one line per setting with its band; for linear sweeps the
 theory's stationary level and one-round prediction drawn on top). Failed and unfinished jobs are
 listed, not fatal.

@@ -142,6 +142,11 @@ def test_rows_csv_stands_for_its_jobs(hand_made_sweep, tmp_path):
     for args in [("verifier.bias=0.1", "verifier.bias=0.3", 1), ("verifier.bias=0.1", "verifier.bias=0.3", 2)]:
         assert paired_difference(again, "param_error", *args) == paired_difference(jobs, "param_error", *args)
     assert aggregate(again, "param_error") == aggregate(jobs, "param_error")
+    # the theory figures a plot draws from summary.json travel in the rows: a redraw from the rows still has them
+    theory = {"theory_stationary_param_error": 0.11, "theory_one_round_param_error": 0.08}
+    by_name = {j.path.name: j for j in again}
+    assert by_name["a0"].summary == theory and by_name["b1"].summary == {}  # b1 was killed: no summary.json
+    assert all(not any(k.startswith("summary.") for k in r) for j in again for r in j.rows)
 
 
 def test_long_rows_have_overrides_as_columns(hand_made_sweep):

@@ -42,6 +42,10 @@ class Job:
         return ",".join(f"{k}={v}" for k, v in self.setting if k not in self.constant) or "(defaults)"
 
 
+THEORY_SUMMARY = ("theory_stationary_", "theory_one_round_")  # a job's summary.json figures that plots draw
+SUMMARY_COLUMN = "summary."  # a rows CSV column that holds one of them (the same on every row of its job)
+
+
 def _parse_overrides(path: Path) -> dict[str, str]:
     items = yaml.safe_load(path.read_text()) or []
     out = {}
@@ -101,9 +105,11 @@ def jobs_from_rows_csv(path: Path) -> list[Job]:
             if j is None:
                 ov = {k: r[k] for k in keys if r[k] != ""}
                 j = jobs[r["job"]] = Job(path.parent / r["job"], ov, r["status"], seed=ov.get("seed"))
-            row = {k: _number(r[k]) for k in cols[cols.index("generation"):]}
+            row = {k: _number(r[k]) for k in cols[cols.index("generation"):] if not k.startswith(SUMMARY_COLUMN)}
             row["generation"] = int(row["generation"])
             j.rows.append(row)
+            j.summary.update({k[len(SUMMARY_COLUMN):]: _number(r[k]) for k in cols
+                              if k.startswith(SUMMARY_COLUMN) and r[k] != ""})
     return list(jobs.values())
 
 
@@ -141,14 +147,19 @@ def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
 
 
 def long_rows(jobs: list[Job]) -> list[dict]:
-    """One dict per job and generation: job, status, override columns, then the metrics."""
+    """One dict per job and generation: job, status, override columns, then the metrics, then the job's theory
+    figures from its summary.json (``summary.theory_stationary_*``, ``summary.theory_one_round_*``, on every row of
+    the job) so that a plot redrawn from the rows alone still draws them."""
     keys = sorted({k for j in jobs for k in j.overrides})
     out = []
     for j in jobs:
+        theory = {f"{SUMMARY_COLUMN}{k}": v for k, v in sorted(j.summary.items())
+                  if k.startswith(THEORY_SUMMARY) and isinstance(v, (int, float))}
         for r in j.rows:
             row = {"job": j.path.name, "status": j.status}
             row.update({k: j.overrides.get(k, "") for k in keys})
             row.update(flatten(r))  # row['time'] -> time.fit_s, ... columns
+            row.update(theory)
             out.append(row)
     return out
 

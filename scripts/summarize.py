@@ -8,7 +8,8 @@
     python scripts/summarize.py SWEEP_DIR --versus-generation0 --ratio fid recall         # each generation vs gen 0
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
-columns, the job's summary.json theory levels as summary.theory_* columns), aggregate.csv and aggregate.md (mean and 95% t-interval across seeds per setting), and
+columns, the job's summary.json theory levels as summary.theory_* columns), aggregate.csv and aggregate.md
+(mean and 95% t-interval across seeds per setting), and
 <metric>.png (metric against generation, one line per setting with its band; for linear sweeps the
 theory's stationary level and one-round prediction drawn on top). Failed and unfinished jobs are
 listed, not fatal.
@@ -51,6 +52,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w.writerows(rows)
 
 
+def in_setting_order(agg: dict[str, list[dict]]) -> list[tuple[str, list[dict]]]:
+    """The (setting, series) pairs of an aggregate, settings listed by value (sweeps.setting_order)."""
+    return sorted(agg.items(), key=lambda kv: setting_order(kv[0]))
+
+
 def fmt(v: float) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
@@ -85,7 +91,7 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
                 per_seed: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, series) in enumerate(sorted(agg.items(), key=lambda kv: setting_order(kv[0]))):
+    for i, (label, series) in enumerate(in_setting_order(agg)):
         c = colors[i % len(colors)]
         g = [s["generation"] for s in series]
         ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
@@ -261,21 +267,21 @@ def main() -> int:
         if not agg:
             log.info("no values of %s in this sweep", metric)
             continue
-        for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
+        for label, series in in_setting_order(agg):
             agg_rows += [{"metric": metric, "setting": label, **s} for s in series]
         cell = lambda s: f"{fmt(s['mean'])} [{fmt(s['low'])}, {fmt(s['high'])}]"  # noqa: E731
         if a.at:  # the generations asked for, after generation 0
             cols = [0, *[g for g in a.at if g != 0]]
             md.append(f"### {metric}\n\n| setting | {' | '.join(f'generation {g}' for g in cols)} | seeds |\n"
                       f"|---|{'---|' * len(cols)}---|")
-            for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
+            for label, series in in_setting_order(agg):
                 by_g = {s["generation"]: s for s in series}
                 md.append(f"| {label} | {' | '.join(cell(by_g[g]) if g in by_g else '-' for g in cols)} "
                           f"| {max(s['n'] for s in series)} |")
         else:
             md.append(f"### {metric}\n\n| setting | generation 0 | generation 1 | last generation | seeds |\n"
                       "|---|---|---|---|---|")
-            for label, series in sorted(agg.items(), key=lambda kv: setting_order(kv[0])):
+            for label, series in in_setting_order(agg):
                 by_g = {s["generation"]: s for s in series}
                 g0 = cell(by_g[0]) if 0 in by_g else "-"
                 g1 = cell(by_g[1]) if 1 in by_g else "-"

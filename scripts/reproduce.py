@@ -118,10 +118,11 @@ FIGURES: list[Figure] = [
     Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_design_space_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
+            "--versus-generation0", "--ratio", "fid",
             *_pairs(("arm=classifier_mix50", "arm=classifier_top"), ("arm=classifier_mix10", "arm=classifier_top"),
                     ("arm=classifier_fresh", "arm=classifier_top"), ("arm=classifier_mix50", "arm=classifier_mix10"),
                     ("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
-                    ("arm=discriminator", "arm=discriminator_top"))],
+                    ("arm=discriminator", "arm=discriminator_top"), ("arm=discriminator", "arm=classifier_top"))],
            smoke=["seed=0,1", "policy.n_synthetic=100"]),
     Figure("mnist_curation_temperature", "mnist", ["experiment=mnist_curation_temperature_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_curation_temperature_{m}.png"

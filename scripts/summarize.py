@@ -6,6 +6,7 @@
     python scripts/summarize.py SWEEP_DIR --heatmap verifier.radius verifier.bias   # one-round gain map (linear)
     python scripts/summarize.py SWEEP_DIR --pair arm=discriminator arm=replace --at 1 10   # paired differences
     python scripts/summarize.py SWEEP_DIR --versus-generation0 --ratio fid recall         # each generation vs gen 0
+    python scripts/summarize.py SWEEP_DIR --pair +arm=a +arm=b --pair-change   # each arm's change since its gen 0
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
 columns, the job's summary.json theory levels as summary.theory_* columns), aggregate.csv and aggregate.md
@@ -159,9 +160,11 @@ def heatmap(jobs: list[Job], xkey: str, ykey: str, path: Path) -> None:
 
 
 def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, str]], versus0: bool,
-                  ratios: list[str], at: list[int] | None, predict: bool = False) -> tuple[list[dict], str]:
+                  ratios: list[str], at: list[int] | None, predict: bool = False,
+                  pair_change: bool = False) -> tuple[list[dict], str]:
     """Rows and Markdown of the paired comparisons: each pair of settings, and each setting against its generation 0.
-    Markdown: one table per metric, a row per comparison, a column per generation."""
+    Markdown: one table per metric, a row per comparison, a column per generation. ``pair_change``: the pairs compare
+    each setting's change since its own generation 0 (for settings whose generation 0 differs)."""
     labels = sorted({j.label for j in jobs}, key=setting_order)
     for a, b in pairs:
         for x in (a, b):
@@ -175,7 +178,9 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
         sign = "/" if ratio else "-"
         lines: list[tuple[str, dict[int, dict]]] = []
         for a, b in pairs:
-            lines.append((f"{a} {sign} {b}", {g: paired_difference(jobs, metric, a, b, g, ratio=ratio) for g in gens}))
+            name = f"({a}: g {sign} 0) {sign} ({b}: g {sign} 0)" if pair_change else f"{a} {sign} {b}"
+            lines.append((name, {g: paired_difference(jobs, metric, a, b, g, ratio=ratio,
+                                                      change_from=0 if pair_change else None) for g in gens}))
         if versus0:
             for a in labels:
                 lines.append((f"{a}: generation g {sign} generation 0",
@@ -222,6 +227,8 @@ def main() -> int:
     p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
     p.add_argument("--pair", nargs=2, action="append", default=[], metavar=("A", "B"),
                    help="settings (as labelled in aggregate.md) compared as A - B on common seeds; repeatable")
+    p.add_argument("--pair-change", action="store_true",
+                   help="--pair compares the settings' changes since their own generation 0: (A_g - A_0) - (B_g - B_0)")
     p.add_argument("--versus-generation0", action="store_true",
                    help="compare every setting at each generation with its own generation 0, seed by seed")
     p.add_argument("--ratio", nargs="+", default=[], metavar="METRIC",
@@ -297,7 +304,7 @@ def main() -> int:
         + (f"Not finished:\n{status}\n\n" if status else "") + "\n".join(md))
     if a.pair or a.versus_generation0:
         prow, pmd = paired_tables(jobs, metrics, [tuple(x) for x in a.pair], a.versus_generation0, a.ratio, a.at,
-                                  a.predict)
+                                  a.predict, a.pair_change)
         write_csv(prow, out / "paired.csv")
         (out / "paired.md").write_text(f"# Paired comparisons: {' '.join(map(str, a.sweep_dir))}\n\n" + pmd)
         log.info("%s", pmd)

@@ -158,7 +158,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 # Keys added to a part after runs were made, with the value that reproduces those runs: a stored config without the
 # key matches a current one holding that value. A key missing on one side matches null on the other (null is "the
 # code's default"), and retired keys, which never changed a number, are ignored.
-ADDED_DEFAULTS = {"verifier.selection": "top", "verifier.temperature": 1.0}
+ADDED_DEFAULTS = {"verifier.selection": "top", "verifier.temperature": 1.0, "generator.early_stopping": "heldout",
+                  "verifier.batch_size": 256, "verifier.holdout": 0.1, "verifier.fake_labels": "real"}
 RETIRED_KEYS = ("data.truth",)
 
 

@@ -95,9 +95,12 @@ class RankingVerifier(Protocol):
 @runtime_checkable
 class LearningVerifier(Protocol):
     """A verifier trained each generation on ``fit_size`` real samples against as many of the current generator's:
-    ``fit_due()`` says whether this generation refits, ``fit(real, fake, rng)`` trains (real, fake: (x, y))."""
+    ``fit_due()`` says whether this generation refits, ``fit(real, fake, rng)`` trains (real, fake: (x, y)).
+    ``fake_labels`` says which labels the fakes are drawn for: ``real`` (the real set's labels, shuffled) or
+    ``balanced`` (an equal share of every class)."""
 
     fit_size: int
+    fake_labels: str
 
     def fit_due(self) -> bool: ...
 

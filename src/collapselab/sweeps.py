@@ -231,16 +231,28 @@ def _by_seed(jobs: list[Job], label: str, metric: str, generation: int) -> dict[
     return out
 
 
+def _change_by_seed(jobs: list[Job], label: str, metric: str, generation: int, base: int,
+                    ratio: bool) -> dict[str, float]:
+    """{seed: the metric at ``generation`` minus (ratio: over) the same job's value at ``base``}."""
+    at, ref = _by_seed(jobs, label, metric, generation), _by_seed(jobs, label, metric, base)
+    return {s: (at[s] / ref[s] if ratio else at[s] - ref[s]) for s in at if s in ref and not (ratio and ref[s] == 0)}
+
+
 def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: int,
-                      base_generation: int | None = None, ratio: bool = False) -> dict:
+                      base_generation: int | None = None, ratio: bool = False, change_from: int | None = None) -> dict:
     """Setting ``a`` minus setting ``b`` at ``generation`` on the seeds both have, with a 95% t-interval across
     seeds (arms that share a seed share generation 0, so the difference is far less noisy than either arm).
     ``base_generation``: compare ``a`` at ``generation`` with ``a`` itself at that generation instead (``b`` is then
-    ignored); ``ratio``: a / b per seed instead of a - b.
+    ignored); ``ratio``: a / b per seed instead of a - b; ``change_from``: compare the two settings' changes since that
+    generation, (a_g - a_0) - (b_g - b_0) per seed (ratio: (a_g / a_0) / (b_g / b_0)), for arms whose generation 0
+    differs (another training rule).
     Returns {metric, a, b, generation, mean, low, high, n, seeds, verdict, new_seed_low, new_seed_high} (the last
     two: the 95% prediction interval of one more seed's difference)."""
     left = _by_seed(jobs, a, metric, generation)
-    if base_generation is not None:
+    if change_from is not None:
+        left = _change_by_seed(jobs, a, metric, generation, change_from, ratio)
+        right = _change_by_seed(jobs, b, metric, generation, change_from, ratio)
+    elif base_generation is not None:
         b, right = f"{a} at generation {base_generation}", _by_seed(jobs, a, metric, base_generation)
     else:
         right = _by_seed(jobs, b, metric, generation)

@@ -3,7 +3,7 @@ classifier networks and the discriminator.
 
 Adam (or any optimizer) over seeded shuffles of the training indices, an optional per-step schedule,
 a NaN check that names the fix, an optional held-out value with early stopping (the best epoch's
-weights are restored), and a progress bar. The caller's ``loss_fn(idx)`` computes the mean loss of a
+weights are restored) or early stopping on the training loss itself (the authors' rule), and a progress bar. The caller's ``loss_fn(idx)`` computes the mean loss of a
 minibatch (with its own autocast), so the trainer never sees the model's inputs.
 """
 from __future__ import annotations
@@ -38,13 +38,18 @@ class Trained:
 def train_minibatch(module: nn.Module, loss_fn: Callable[[Tensor], Tensor], train_idx: Tensor, *,
                     optimizer: torch.optim.Optimizer, epochs: int, batch_size: int, rng: torch.Generator,
                     scheduler=None, val_fn: Callable[[], float] | None = None, patience: int | None = None,
-                    nan_hint: str = "", desc: str = "train", progress: bool = True) -> Trained:
+                    stop_on: str = "val", nan_hint: str = "", desc: str = "train", progress: bool = True) -> Trained:
     """Train ``module`` for up to ``epochs`` passes over ``train_idx`` [N] in shuffled minibatches.
 
     Each epoch draws its order from ``rng`` (so a seed fixes every minibatch). With ``val_fn``, the
     held-out value is read after every epoch; the best epoch's weights are kept, and training stops
-    after ``patience`` epochs without an improvement of 1e-3.
+    after ``patience`` epochs without an improvement of 1e-3. With ``stop_on="train"`` (no ``val_fn``) the
+    epoch's mean training loss is watched instead: training stops after ``patience`` epochs in which it did not
+    fall below its lowest value (no minimum improvement), and the last epoch's weights are kept.
     """
+    if stop_on not in ("val", "train") or (stop_on == "train" and val_fn is not None):
+        raise ValueError(f"stop_on={stop_on!r}: 'val' (with val_fn) or 'train' (without)")
+    best_train = math.inf
     best, best_state, bad, epoch, train_loss = math.inf, None, 0, 0, math.nan
     bar = tqdm(range(epochs), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
@@ -67,6 +72,15 @@ def train_minibatch(module: nn.Module, loss_fn: Callable[[Tensor], Tensor], trai
         if not math.isfinite(total_f):
             raise RunError(f"the {desc} loss became {total_f} at epoch {epoch + 1}; {nan_hint}".rstrip("; "))
         train_loss = total_f / max(len(order), 1)
+        if stop_on == "train":
+            bar.set_postfix(train=f"{train_loss:.4g}")
+            if train_loss < best_train:
+                best_train, bad = train_loss, 0
+            else:
+                bad += 1
+                if patience is not None and bad >= patience:
+                    break
+            continue
         if val_fn is None:
             continue
         val = val_fn()

@@ -124,7 +124,8 @@ class VAEGenerator:
     def __init__(self, device: torch.device, arch: str = "conv", conditional: bool = True, latent_dim: int = 20,
                  epochs: int = 15, batch_size: int = 128, lr: float = 3e-3, patience: int = 10,
                  val_fraction: float = 0.1, bf16: bool | str = "auto", progress: bool = True,
-                 sampling: str = "bernoulli", lr_schedule: str = "onecycle", min_steps: int = 1000) -> None:
+                 sampling: str = "bernoulli", lr_schedule: str = "onecycle", min_steps: int = 1000,
+                 early_stopping: str = "heldout") -> None:
         """Keyword arguments are conf/generator/vae.yaml's keys, with its defaults (checked here, each error naming
         its key; tests/test_components.py holds the two equal); ``device`` and ``progress`` come from the study."""
         check_choice("generator.arch", arch, ("conv", "mlp"))
@@ -135,6 +136,7 @@ class VAEGenerator:
         check_number("generator.val_fraction", val_fraction, 0.0, 0.5)
         check_choice("generator.sampling", sampling, ("bernoulli", "threshold"))
         check_choice("generator.lr_schedule", lr_schedule, ("constant", "onecycle"))
+        check_choice("generator.early_stopping", early_stopping, ("heldout", "train"))
         check_bool("generator.conditional", conditional)
         if bf16 is True and not native_bf16(device):
             log.warning("generator.bf16=true on a %s without native bf16: it runs emulated (slow); "
@@ -145,6 +147,10 @@ class VAEGenerator:
         self.conditional = conditional
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.patience, self.val_fraction = patience, val_fraction
+        # heldout: the best epoch on a held-out val_fraction of the training set is kept; train (the authors'
+        # rule): every image is trained on, and training stops once the training loss has not fallen for
+        # `patience` epochs (the last epoch's weights are kept)
+        self.early_stopping = early_stopping
         # constant: Adam at lr, up to `epochs` (the paper's recipe); onecycle: warm up to lr and anneal over
         # max(epochs, enough epochs for min_steps optimizer steps), which converges in far fewer epochs
         self.lr_schedule, self.min_steps = lr_schedule, min_steps
@@ -170,11 +176,13 @@ class VAEGenerator:
         return torch.cat(out)
 
     def fit(self, train: Batch, rng: torch.Generator) -> dict[str, float]:
-        """Adam on the training set; stop when the held-out NELBO has not improved for ``patience`` epochs."""
+        """Adam on the training set; stop when the held-out NELBO (``early_stopping=heldout``) or the training
+        NELBO (``train``) has not improved for ``patience`` epochs."""
         x, y = train.x.to(self.device), train.y.to(self.device)
         n = len(y)
         perm = torch.randperm(n, generator=rng, device=rng.device).to(self.device)
-        n_val = max(1, int(round(self.val_fraction * n))) if n >= 20 else 0
+        on_train = self.early_stopping == "train"
+        n_val = max(1, int(round(self.val_fraction * n))) if n >= 20 and not on_train else 0
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
         opt = adam(self.model.parameters(), self.lr, self.device)
         epochs, sched = self.epochs, None
@@ -193,9 +201,10 @@ class VAEGenerator:
 
         out = train_minibatch(self.model, loss_fn, tr_idx, optimizer=opt, epochs=epochs, batch_size=self.batch_size,
                               rng=rng, scheduler=sched, val_fn=val_fn if n_val else None, patience=self.patience,
+                              stop_on="train" if on_train else "val",
                               nan_hint=f"lower generator.lr (now {self.lr}) or check the training data",
                               desc="VAE", progress=self.progress)
-        return {"train_nelbo": out.train_loss, "val_nelbo": out.best_val, "epochs": out.epochs}
+        return {"train_nelbo": out.train_loss, "val_nelbo": None if on_train else out.best_val, "epochs": out.epochs}
 
     def _mean_batch(self, y: Tensor, rng: torch.Generator) -> Tensor:
         """Decoder probabilities [n, 1, 28, 28] (fp32) for labels y [n] and z ~ N(0, I) drawn from ``rng``."""

@@ -125,8 +125,10 @@ class MNISTStudy:
             return
         rng = make_rng(self.seed, generation, "verifier_fit", self.device)
         real = self.data.draw_real(v.fit_size, make_rng(self.seed, generation, "verifier_fit"))
-        # fakes carry the real set's label histogram, so a conditional discriminator cannot tell them by label
-        fake_y = real.y[torch.randperm(len(real), generator=rng, device=rng.device).to(self.device)]
+        if v.fake_labels == "balanced":  # an equal share of every digit (the authors': 6,000 a digit against 60,000)
+            fake_y = torch.arange(len(real), device=self.device) % N_CLASSES
+        else:  # the real set's label histogram, so a conditional discriminator cannot tell them by label
+            fake_y = real.y[torch.randperm(len(real), generator=rng, device=rng.device).to(self.device)]
         v.fit((real.x, real.y), (model.decode(fake_y, rng), fake_y), rng)
 
     def draw_metrics(self, synthetic: Batch) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -48,11 +49,16 @@ class DiscriminatorVerifier:
     def __init__(self, device: torch.device, keep_fraction: float = 0.1, epochs: int = 3, batch_size: int = 256,
                  lr: float = 1e-3, conditional: bool = False, bf16: bool = False, progress: bool = True,
                  fit_size: int = 60000, refit: str = "every_generation", selection: str = "top",
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, patience: int | None = None, holdout: float = 0.1,
+                 fake_labels: str = "real") -> None:
         self.device, self.keep_fraction = device, keep_fraction
         self.selection, self.temperature = selection, temperature
         self.epochs, self.batch_size, self.lr, self.progress = epochs, batch_size, lr, progress
         self.fit_size, self.refit = fit_size, refit
+        # patience: None trains every epoch; N stops once the training loss has not fallen for N epochs (the
+        # authors' rule). holdout: the share of real + fake images kept out of training for the reported accuracy
+        # (0: train on all of them, no accuracy)
+        self.patience, self.holdout, self.fake_labels = patience, holdout, fake_labels
         self.n_cond = N_CLASSES if conditional else 0
         self.bf16 = bf16 and device.type in ("cpu", "cuda")  # bf16 autocast while training; scores stay fp32
         self.net: DiscriminatorMLP | None = None
@@ -64,13 +70,13 @@ class DiscriminatorVerifier:
 
     def fit(self, real: tuple[Tensor, Tensor], fake: tuple[Tensor, Tensor], rng: torch.Generator) -> dict[str, float]:
         """real, fake: (binary images [N, 1, 28, 28], labels [N]); trains a fresh MLP (BCE on logits),
-        holding out 10% for the accuracy it reports."""
+        holding out ``holdout`` of them for the accuracy it reports."""
         self.net = DiscriminatorMLP(self.n_cond).to(self.device)
         x = torch.cat([real[0], fake[0]]).to(self.device)
         y = torch.cat([real[1], fake[1]]).to(self.device)
         t = torch.cat([torch.ones(len(real[0])), torch.zeros(len(fake[0]))]).to(self.device)
         perm = torch.randperm(len(t), generator=rng, device=rng.device).to(self.device)
-        n_val = max(1, len(t) // 10)
+        n_val = max(1, math.floor(len(t) * self.holdout + 1e-9)) if self.holdout > 0 else 0
         val, tr = perm[:n_val], perm[n_val:]
 
         def loss_fn(b: Tensor) -> Tensor:
@@ -79,12 +85,16 @@ class DiscriminatorVerifier:
             return F.binary_cross_entropy_with_logits(logit.float(), t[b])
 
         train_minibatch(self.net, loss_fn, tr, optimizer=adam(self.net.parameters(), self.lr, self.device),
-                        epochs=self.epochs, batch_size=self.batch_size, rng=rng, desc="discriminator",
+                        epochs=self.epochs, batch_size=self.batch_size, rng=rng, patience=self.patience,
+                        stop_on="val" if self.patience is None else "train", desc="discriminator",
                         progress=self.progress)
         self.net.eval()
-        acc = float(((self.logits(x[val], y[val]) > 0).float() == t[val]).float().mean())
+        if n_val:
+            acc = float(((self.logits(x[val], y[val]) > 0).float() == t[val]).float().mean())
+            log.info("discriminator: held-out real-vs-synthetic accuracy %.3f", acc)
+        else:
+            acc = None
         self.fit_stats = {"discriminator_accuracy": acc}
-        log.info("discriminator: held-out real-vs-synthetic accuracy %.3f", acc)
         return self.fit_stats
 
     @torch.no_grad()

@@ -129,10 +129,17 @@ def classifier(nets: NetCache, data: MNISTData, conditional_model: bool, device:
 def discriminator(data: MNISTData, device: torch.device, conditional_model: bool, progress: bool = True,
                   keep_fraction: float = 0.1, train_size: int | None = None, conditional: bool | str = "auto",
                   refit: str = "every_generation", epochs: int = 3, bf16: bool | str = "auto", selection: str = "drs",
-                  temperature: float = 1.0) -> DiscriminatorVerifier:
+                  temperature: float = 1.0, batch_size: int = 256, patience: int | None = None,
+                  holdout: float = 0.1, fake_labels: str = "real") -> DiscriminatorVerifier:
     """The paper's real-vs-synthetic MLP, per class; trained on real vs current samples every generation (or once).
-    ``conditional="auto"``: it sees the label when the generator is conditional."""
+    ``conditional="auto"``: it sees the label when the generator is conditional. The authors' training rule is
+    ``epochs=80 patience=5 batch_size=128 holdout=0 fake_labels=balanced`` (experiment=authors_mnist)."""
     n = data.check_train_size("verifier.train_size", train_size)
+    batch_size = check_int("verifier.batch_size", batch_size, 1)
+    if patience is not None:
+        check_int("verifier.patience", patience, 1, hint="null trains every epoch")
+    holdout = check_number("verifier.holdout", holdout, 0.0, 0.5)
+    fake_labels = check_choice("verifier.fake_labels", fake_labels, ("real", "balanced"))
     refit = check_choice("verifier.refit", refit, ("every_generation", "once"))
     if keep_fraction is None:
         raise ConfigError("verifier=discriminator ranks candidates: set verifier.keep_fraction in (0, 1]")
@@ -145,7 +152,8 @@ def discriminator(data: MNISTData, device: torch.device, conditional_model: bool
     return DiscriminatorVerifier(device, keep_fraction=kf, epochs=check_int("verifier.epochs", epochs, 1),
                                  conditional=conditional, bf16=resolve_bf16(bf16, device, key="verifier.bf16"),
                                  progress=progress, fit_size=n, refit=refit, selection=selection,
-                                 temperature=temperature)
+                                 temperature=temperature, batch_size=batch_size, patience=patience, holdout=holdout,
+                                 fake_labels=fake_labels)
 
 
 def _judge(nets, conditional_model, threshold, reliability, keep_fraction, selection, temperature, who) -> JudgeVerifier:

@@ -127,6 +127,20 @@ def test_balanced_fakes_have_an_equal_share_of_every_digit(tmp_path, monkeypatch
     assert torch.equal(torch.sort(fake_y).values, torch.sort(real_y).values) and not torch.equal(fake_y, real_y)
 
 
+def test_gray_real_images_are_the_grayscale_pixels_and_verifiers_still_draw_binary(tmp_path):
+    from collapselab.data.mnist import MNISTData
+
+    binary = MNISTData(str(tmp_path), "fake", 100, 0, torch.device("cpu"))
+    gray = MNISTData(str(tmp_path), "fake", 100, 0, torch.device("cpu"), real_pixels="gray")
+    assert torch.equal(binary.real.y, gray.real.y) and torch.equal(binary.real.x, (gray.real.x >= 128 / 255).float())
+    assert set(binary.real.x.unique().tolist()) == {0.0, 1.0} and len(gray.real.x.unique()) > 2
+    assert float(gray.real.x.max()) <= 1.0 and float(gray.real.x.min()) >= 0.0
+    assert not torch.equal(gray.fresh(1, 50).x, binary.fresh(1, 50).x)
+    assert torch.equal(gray.draw_real(50, g(3)).x, binary.draw_real(50, g(3)).x)  # verifiers see binarised images
+    with pytest.raises(ConfigError, match=r"data\.real_pixels='grey' is invalid"):
+        MNISTData(str(tmp_path), "fake", 100, 0, torch.device("cpu"), real_pixels="grey")
+
+
 # ----- the authors' test metric ----------------------------------------------------------------------------------
 def test_gray_nelbo_draws_its_noise_after_every_other_metric(tmp_path, fake_root):
     """test_nelbo_gray is the last use of the evaluation stream: every other metric is what it was before the metric
@@ -166,7 +180,7 @@ def test_authors_preset_is_the_authors_pipeline():
             v["patience"], v["batch_size"], v["holdout"], v["fake_labels"]) == (
         "discriminator", "top", False, 0.1, None, 80, 5, 128, 0, "balanced")
     assert cfg["policy"]["name"] == "verify" and cfg["policy"]["n_synthetic"] == 20000
-    assert cfg["data"]["n_real"] == 500
+    assert cfg["data"]["n_real"] == 500 and cfg["data"]["real_pixels"] == "gray"
     assert _diff(["experiment=authors_mnist"], ["+arm=authors"]) == set()
 
 
@@ -176,10 +190,11 @@ def test_each_isolation_arm_switches_one_part_back_to_the_projects():
     disc = {"verifier.epochs", "verifier.patience", "verifier.batch_size", "verifier.holdout", "verifier.fake_labels"}
     assert _diff(["+arm=authors_project_cvae"], ["+arm=authors"]) == cvae
     assert _diff(["+arm=authors_project_discriminator"], ["+arm=authors"]) == disc
+    assert _diff(["+arm=authors_project_pixels"], ["+arm=authors"]) == {"data.real_pixels"}
     # with both parts back it is the project's recipe with the paper's filter at 20,000, the retained size set
     assert _diff(["+arm=discriminator_top"], ["+arm=authors"]) - {"policy.n_synthetic", "verifier.train_size",
                                                                   "verifier.keep_fraction",
-                                                                  "verifier.refit"} == cvae | disc
+                                                                  "verifier.refit"} == cvae | disc | {"data.real_pixels"}
     top = compose_cfg(["+arm=discriminator_top"])
     assert top["policy"]["n_synthetic"] is None and top["verifier"]["train_size"] is None
 
@@ -191,6 +206,7 @@ def test_runs_made_before_the_recipe_keys_resume():
     del old["generator"]["early_stopping"]
     for k in ("batch_size", "patience", "holdout", "fake_labels"):
         del old["verifier"][k]
+    del old["data"]["real_pixels"]
     assert diff_configs(old, now) == []
     changed = compose_cfg(["generator.early_stopping=train", "verifier.fake_labels=balanced"])
     assert diff_configs(old, changed) == ["generator.early_stopping", "verifier.fake_labels"]

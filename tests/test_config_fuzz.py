@@ -26,6 +26,7 @@ LEGIT = {
     **{(k, "zero"): "0 is meaningful" for k in ("generations", "seed", "samples_every", "policy.growth",
                                                "generator.min_steps", "verifier.reliability", "verifier.threshold")},
     ("seed", "huge"): "any 63-bit seed",
+    ("verifier.holdout", "zero"): "0 trains the discriminator on every image (the authors' rule)",
     **{(k, kind): "any real number" for k in ("data.mean", "data.theta_star", "verifier.bias")
        for kind in ("negative", "zero", "huge")},
     **{(k, "huge"): "a large scale or bound is a valid setting"

@@ -159,7 +159,8 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 # key matches a current one holding that value. A key missing on one side matches null on the other (null is "the
 # code's default"), and retired keys, which never changed a number, are ignored.
 ADDED_DEFAULTS = {"verifier.selection": "top", "verifier.temperature": 1.0, "generator.early_stopping": "heldout",
-                  "verifier.batch_size": 256, "verifier.holdout": 0.1, "verifier.fake_labels": "real"}
+                  "verifier.batch_size": 256, "verifier.holdout": 0.1, "verifier.fake_labels": "real",
+                  "data.real_pixels": "binary"}
 RETIRED_KEYS = ("data.truth",)
 
 

@@ -159,8 +159,13 @@ class MNISTData:
     and how a synthetic set is stored. Built from the config without touching a file; the data load (and
     a first-run fetch) happens on first use of ``mnist`` or ``real``."""
 
-    def __init__(self, root: str, source: str, n_real: int, seed: int, device: torch.device) -> None:
+    def __init__(self, root: str, source: str, n_real: int, seed: int, device: torch.device,
+                 real_pixels: str = "binary") -> None:
         self.root = Path(check_label("data.root", root)).expanduser()
+        # the real images a generator trains on (generation 0's set, a policy's real or fresh share): binarised at
+        # 0.5 (the project's: the same pixels as every synthetic sample) or grayscale (the authors'); a verifier's
+        # real draws (draw_real) are binarised either way
+        self.real_pixels = check_choice("data.real_pixels", real_pixels, ("binary", "gray"))
         self.source = check_choice("data.source", source, SOURCES)
         self.n_train = FAKE_SIZES[0] if self.source == "fake" else N_TRAIN
         self.n_real = check_int("data.n_real", n_real, N_CLASSES, "Generation 0 needs at least one image per class.")
@@ -191,8 +196,14 @@ class MNISTData:
 
     @cached_property
     def real(self) -> Batch:
-        """Generation 0's training set: n_real binarised images, class balanced, x [n, 1, 28, 28], y [n]."""
-        return self._images(self.real_indices)
+        """Generation 0's training set: n_real images (``real_pixels``), class balanced, x [n, 1, 28, 28], y [n]."""
+        return self._training_images(self.real_indices)
+
+    def _training_images(self, idx: Tensor) -> Batch:
+        """Real images ``idx`` for a generator's training set: binarised, or grayscale in [0, 1] (``real_pixels``)."""
+        if self.real_pixels == "binary":
+            return self._images(idx)
+        return Batch(gray(self.mnist.train_x[idx.cpu()]).to(self.device), self.mnist.train_y[idx.cpu()].to(self.device))
 
     @cached_property
     def _train_bits(self) -> tuple[Tensor, Tensor]:
@@ -225,7 +236,7 @@ class MNISTData:
     def fresh(self, generation: int, n: int) -> Batch:
         """n training images never used before (neither in the real set nor an earlier generation's fresh set),
         uniform over the unused pool; the same images for the same (seed, generation)."""
-        return self._images(self._fresh_order[(generation - 1) * n:generation * n])
+        return self._training_images(self._fresh_order[(generation - 1) * n:generation * n])
 
     def draw_real(self, n: int, rng: torch.Generator) -> Batch:
         """n binarised real training images, class balanced (water-filled past the smallest class)."""

@@ -56,7 +56,8 @@ class MNISTStudy:
         self.conditional = bool(probe.conditional)
         self.bf16 = probe.amp if isinstance(probe, MixedPrecision) else None
         d = cfg["data"]
-        self.data = MNISTData(d.get("root"), d.get("source", "auto"), d.get("n_real"), self.seed, device)
+        self.data = MNISTData(d.get("root"), d.get("source", "auto"), d.get("n_real"), self.seed, device,
+                              d.get("real_pixels", "binary"))
         self.n_synthetic = check_int("policy.n_synthetic", policy.synthetic_size(1, DEFAULT_N_SYNTHETIC), 1,
                                      hi=MAX_IMAGES)
         if self.n_synthetic < N_CLASSES:

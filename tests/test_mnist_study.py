@@ -202,7 +202,8 @@ def test_paper_presets_keep_the_papers_filter(preset):
 
 # ----- every preset runs (real MNIST, sizes scaled down) ------------------------------------------------------
 SCALE_VAE = ["data.eval_samples=500", "data.pr_samples=200", "policy.n_synthetic=200", "policy.growth=100",
-             "generator.patience=5", "generator.min_steps=400"]  # a generation-0 CVAE good enough for the judge
+             "generator.patience=5", "generator.min_steps=400",  # a generation-0 CVAE good enough for the judge
+             "generator.epochs=100"]  # the onecycle presets run 100 anyway (400 steps); caps the constant-rate ones
 
 
 def sweep_points(preset: str) -> list[list[str]]:

@@ -165,6 +165,7 @@ FIGURES: list[Figure] = [
            {"test_nelbo.png": "mnist_authors_test_nelbo.png", "test_nelbo_gray.png": "mnist_authors_test_nelbo_gray.png",
             "recall.png": "mnist_authors_recall.png"},
            [*mnist_summary("test_nelbo_gray"), "--at", "1", "2", *VERSUS_G0, "--pair-change",
+            "--reference", "test_nelbo_gray", "121.04", "the authors' generation 0 (their metric)",
             *_pairs(("arm=discriminator_top", "arm=authors"), ("arm=authors_project_pixels", "arm=authors"),
                     ("arm=authors_project_cvae", "arm=authors"), ("arm=authors_project_discriminator", "arm=authors"),
                     ("arm=discriminator_top", "arm=authors_project_cvae"),

@@ -89,8 +89,10 @@ def log_axis(ax) -> None:
 
 
 def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False,
-                per_seed: bool = False) -> None:
+                per_seed: bool = False, references: list[tuple[float, str]] = ()) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    for value, label in references:  # a published value to read the curves against (--reference)
+        ax.axhline(value, color="0.4", ls="-.", lw=1, label=label)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, series) in enumerate(in_setting_order(agg)):
         c = colors[i % len(colors)]
@@ -242,7 +244,14 @@ def main() -> int:
     p.add_argument("--common-seeds", action="store_true",
                    help="at each generation, only the seeds every setting that has reached it has (for an unfinished sweep)")
     p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
+    p.add_argument("--reference", nargs=3, action="append", default=[], metavar=("METRIC", "VALUE", "LABEL"),
+                   help="draw a horizontal line at VALUE on METRIC's plot, labelled (e.g. a published number); repeatable")
     a = p.parse_args()
+    for metric, value, _ in a.reference:
+        try:
+            float(value)
+        except ValueError:
+            p.error(f"--reference {metric} {value!r}: VALUE must be a number")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     jobs = find_jobs(*a.sweep_dir)
     if a.max_generation is not None:
@@ -295,7 +304,8 @@ def main() -> int:
                 md.append(f"| {label} | {g0} | {g1} | {cell(series[-1])} (gen {series[-1]['generation']}) "
                           f"| {series[-1]['n']} |")
         md.append("")
-        plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []), per_seed=a.per_seed)
+        plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []), per_seed=a.per_seed,
+                    references=[(float(v), lab) for m, v, lab in a.reference if m == metric])
     write_csv(agg_rows, out / "aggregate.csv")
     status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
     (out / "aggregate.md").write_text(

@@ -90,6 +90,25 @@ def test_paired_difference_on_common_seeds(hand_made_sweep):
     assert lower["n"] == 1 and lower["verdict"] == "1 common seed(s): no interval"
 
 
+def test_pairs_on_each_settings_change_since_its_own_generation0(hand_made_sweep):
+    """--pair-change: (A_g - A_0) - (B_g - B_0) per seed, for settings whose generation 0 differs; ratio: (A_g / A_0) /
+    (B_g / B_0)."""
+    jobs = find_jobs(hand_made_sweep)
+    d = paired_difference(jobs, "param_error", "verifier.bias=0.1", "verifier.bias=0.3", 1, change_from=0)
+    assert d["seeds"] == ["0", "1"] and d["mean"] == pytest.approx(((2 - 1) - 0 + (4 - 3) - 0.5) / 2)
+    r = paired_difference(jobs, "param_error", "verifier.bias=0.1", "verifier.bias=0.3", 1, ratio=True, change_from=0)
+    assert r["mean"] == pytest.approx((2.0 / 1.0 + (4 / 3) / 1.5) / 2)
+    p = subprocess.run([sys.executable, str(SUMMARIZE), str(hand_made_sweep), "--pair", "verifier.bias=0.1",
+                        "verifier.bias=0.3", "--pair-change", "--reference", "param_error", "2.5", "a published value"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    md = (hand_made_sweep / "summary" / "paired.md").read_text()
+    assert "| (verifier.bias=0.1: g - 0) - (verifier.bias=0.3: g - 0) | 0.75 [" in md
+    bad = subprocess.run([sys.executable, str(SUMMARIZE), str(hand_made_sweep), "--reference", "param_error", "x",
+                          "y"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "VALUE must be a number" in bad.stderr.splitlines()[-1]
+
+
 def test_common_seeds_compare_an_unfinished_sweep_on_the_same_seeds(hand_made_sweep):
     """bias 0.3's seed 1 stopped after generation 1 and seed 2 failed at generation 0: at generation 1 both settings
     are averaged over seeds 0 and 1, at generation 2 over seed 0 alone, at generation 0 over all three."""

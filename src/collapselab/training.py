@@ -3,8 +3,9 @@ classifier networks and the discriminator.
 
 Adam (or any optimizer) over seeded shuffles of the training indices, an optional per-step schedule,
 a NaN check that names the fix, an optional held-out value with early stopping (the best epoch's
-weights are restored) or early stopping on the training loss itself (the authors' rule), and a progress bar. The caller's ``loss_fn(idx)`` computes the mean loss of a
-minibatch (with its own autocast), so the trainer never sees the model's inputs.
+weights are restored) or early stopping on the training loss itself (the authors' rule), and a progress
+bar. The caller's ``loss_fn(idx)`` computes the mean loss of a minibatch (with its own autocast), so the
+trainer never sees the model's inputs.
 """
 from __future__ import annotations
 

@@ -113,23 +113,20 @@ class MNISTEvaluator:
         likelihood = isinstance(model, LikelihoodModel)
         nelbo = model.batch_nelbo if likelihood else None
         mean = model.decode_mean if likelihood else None
-        out = {
+        row = {
             "fid": fid(feats, self.test_stats),
             "precision": prec,
             "recall": rec,
             "label_accuracy": float((pred == gen.y).float().mean()) if conditional else None,
             "class_entropy": class_entropy(pred),
             "test_nelbo": float(nelbo(self.test_x, self.test_y, rng).mean()) if nelbo else None,
+            "test_nelbo_gray": None,  # beside test_nelbo in the row; computed last (below)
             # the paper's convention: decoder mean images against the grayscale test images
             "fid_mean": fid(predict(self.net, mean(gen.y, rng))[1], self.test_stats_gray) if mean else None,
         }
-        gray_nelbo = float(nelbo(self.test_x_gray, self.test_y, rng).mean()) if nelbo else None
-        ordered = {}
-        for k, v in out.items():  # test_nelbo_gray beside test_nelbo in the row
-            ordered[k] = v
-            if k == "test_nelbo":
-                ordered["test_nelbo_gray"] = gray_nelbo
-        return ordered
+        if nelbo:
+            row["test_nelbo_gray"] = float(nelbo(self.test_x_gray, self.test_y, rng).mean())
+        return row
 
 
 def save_samples(path: Path, model, seed: int, generation: int, col: Collected | None, verified: bool, tb,

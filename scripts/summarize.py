@@ -18,6 +18,8 @@ listed, not fatal.
 Paired comparisons (--pair, --versus-generation0) go to paired.md and paired.csv: per metric and generation, the
 difference (or, for --ratio metrics, the ratio) on the seeds both sides have, mean and 95% t-interval across
 seeds, and a verdict: higher, lower, or "not distinguishable with S seeds" when the interval holds 0 (ratio: 1).
+A ratio is summarised on the log scale: the geometric mean of the per-seed ratios and exp of the t-interval of their
+logs (never below 0; B / A gives the reciprocals of A / B).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
 from collapselab.sweeps import (Job, aggregate, find_jobs, keep_common_seeds, long_rows,  # noqa: E402
-                                paired_difference, setting_order)
+                                paired_difference, seed_index, setting_order)
 
 log = logging.getLogger("summarize")
 LINEAR = ["param_error", "center_error", "accept_rate"]
@@ -174,6 +176,7 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
                 raise SystemExit(f"--pair: no setting {x!r} in this sweep; its settings are: {', '.join(labels)}")
     last = max((int(r["generation"]) for j in jobs for r in j.rows), default=0)
     gens = [g for g in at if g <= last] if at else sorted({1, last} - {0})
+    index = seed_index(jobs)
     out, md = [], []
     for metric in metrics:
         ratio = metric in ratios
@@ -181,12 +184,12 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
         lines: list[tuple[str, dict[int, dict]]] = []
         for a, b in pairs:
             name = f"({a}: g {sign} 0) {sign} ({b}: g {sign} 0)" if pair_change else f"{a} {sign} {b}"
-            lines.append((name, {g: paired_difference(jobs, metric, a, b, g, ratio=ratio,
+            lines.append((name, {g: paired_difference(index, metric, a, b, g, ratio=ratio,
                                                       change_from=0 if pair_change else None) for g in gens}))
         if versus0:
             for a in labels:
                 lines.append((f"{a}: generation g {sign} generation 0",
-                              {g: paired_difference(jobs, metric, a, "", g, base_generation=0, ratio=ratio)
+                              {g: paired_difference(index, metric, a, "", g, base_generation=0, ratio=ratio)
                                for g in (gens if at else range(1, last + 1))}))
         lines = [(name, cells) for name, cells in lines if any(c["n"] for c in cells.values())]
         if not lines:
@@ -214,7 +217,8 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
         md.append("")
     if md:
         md.insert(0, "Mean [95% t-interval] across the seeds both sides have (a seed shares generation 0 across "
-                     "settings). n.d.: not distinguishable with that many seeds (the interval holds 0; for a ratio, 1).\n")
+                     "settings); a ratio: the geometric mean of the seeds' ratios, its interval on the log scale. n.d.: not "
+                     "distinguishable with that many seeds (the interval holds 0; for a ratio, 1).\n")
     for r in out:
         r["seeds"] = " ".join(r["seeds"])
     return out, "\n".join(md)

@@ -1,5 +1,8 @@
 """The README and docs/ point only at files that exist, and the README stays a front page."""
 import re
+import sys
+
+import pytest
 
 from .conftest import ROOT
 
@@ -100,3 +103,42 @@ def test_configuration_md_keys_and_defaults_are_the_composed_config():
                 assert same, f"docs/configuration.md says {key} = {expect} ({section}); the config has {got}"
                 checked += 1
     assert checked >= 25
+
+
+# ----- every interval README.md and results.md quote is a comparison of the committed rows ----------------------
+@pytest.fixture(scope="module")
+def rows_index():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import check_docs
+    return check_docs, check_docs.indexes()
+
+
+def test_every_quoted_interval_is_a_comparison_of_the_committed_rows(rows_index):
+    """scripts/check_docs.py: each `M [L, H]` and `[L, H]` on the checked pages is a comparison its section's entries
+    make from docs/results/*_rows.csv, rounded to the printed decimals, and n.d. exactly where the interval holds the
+    null."""
+    check_docs, index = rows_index
+    bad = check_docs.check_intervals(index)
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/results.md"])
+def test_a_quoted_interval_changed_in_its_last_digit_is_caught(rows_index, tmp_path, page):
+    """Quoted intervals (every one of the README's, every 20th of results.md's), one number at a time moved by one
+    in its last printed digit in a copy of the page, fail the check."""
+    check_docs, index = rows_index
+    lines = (ROOT / page).read_text().splitlines()
+    quoted = check_docs.quoted(ROOT / page, list(index))
+    assert len(quoted) > (5 if page == "README.md" else 400)
+    for n, q in enumerate(quoted[:: 1 if page == "README.md" else 20]):
+        i, nums = q.line, q.nums
+        line = lines[i - 1]
+        rx = check_docs.TRIPLE if len(nums) == 3 else check_docs.PAIR
+        mt = next(m for m in rx.finditer(line) if m.groups() == nums)
+        k = 1 + n % len(nums)  # which of the numbers moves
+        d = check_docs._decimals(nums[k - 1])
+        moved = f"{check_docs._value(nums[k - 1]) + 10 ** -d:.{d}f}"
+        copy = tmp_path / f"{n}.md"
+        copy.write_text("\n".join([*lines[:i - 1], line[:mt.start(k)] + moved + line[mt.end(k):], *lines[i:]]))
+        bad = check_docs.check_intervals(index, pages=[str(copy)])
+        assert any(f":{i}: " in b for b in bad), f"{page}:{i}: {nums[k - 1]} -> {moved} in {nums} was not caught"

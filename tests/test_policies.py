@@ -39,7 +39,7 @@ def test_policies_declare_their_closed_form_and_sizes():
     replace, verify, acc = (build_policy(compose_cfg([f"policy={n}"])) for n in ("replace", "verify", "accumulate"))
     assert replace.theory(verified=True) == "replace" and verify.theory(verified=True) == "verify"
     assert verify.theory(verified=False) == "replace"  # a filter without a verifier is unfiltered retraining
-    assert acc.theory(verified=False) == "accumulate" and Policy(name="base").theory(verified=False) == "replace"
+    assert acc.theory(verified=False) == "accumulate" and Policy(name="base").theory(verified=False) is None
     verify_acc = build_policy(compose_cfg(["policy=verify_accumulate"]))
     assert verify_acc.theory(verified=True) == "verify_accumulate" and verify_acc.theory(verified=False) == "accumulate"
     sub = build_policy(compose_cfg(["policy=accumulate_subsample"]))
@@ -51,9 +51,13 @@ def test_policies_declare_their_closed_form_and_sizes():
 
 
 def test_a_new_policy_reports_no_closed_form_unless_it_declares_one():
-    class Mine(Policy):
-        closed_form = None
-    assert Mine(name="mine").theory(verified=True) is None
+    class Mine(Policy):  # declares nothing: no study may report another policy's theory for it
+        pass
+
+    class Declared(Policy):
+        closed_form = "mix"
+    assert Mine(name="mine").theory(verified=True) is None and Mine(name="mine").theory(verified=False) is None
+    assert Declared(name="d").theory(verified=False) == "mix"
 
 
 @pytest.mark.parametrize("kwargs,message", [({"n_synthetic": 0}, "policy.n_synthetic=0"), ({"growth": -1}, "policy.growth=-1"),

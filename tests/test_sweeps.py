@@ -85,9 +85,30 @@ def test_paired_difference_on_common_seeds(hand_made_sweep):
     g0 = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 2, base_generation=0)
     assert g0["mean"] == pytest.approx(2.0) and g0["verdict"] == "higher" and g0["n"] == 3  # +2, +2, +2
     r = paired_difference(jobs, "param_error", "verifier.bias=0.1", "", 1, base_generation=0, ratio=True)
-    assert r["mean"] == pytest.approx((2 + 4 / 3 + 3) / 3) and r["verdict"] == "not distinguishable with 3 seeds"
+    # a ratio is summarised on the log scale: the geometric mean and exp of the log ratios' t-interval
+    logs = [math.log(2), math.log(4 / 3), math.log(3)]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(logs) / math.sqrt(3)
+    assert r["mean"] == pytest.approx(2.0) and r["verdict"] == "not distinguishable with 3 seeds"  # (2 x 4/3 x 3)^(1/3)
+    assert (r["low"], r["high"]) == pytest.approx((math.exp(sum(logs) / 3 - half), math.exp(sum(logs) / 3 + half)))
     lower = paired_difference(jobs, "param_error", "verifier.bias=0.3", "verifier.bias=0.1", 2)
     assert lower["n"] == 1 and lower["verdict"] == "1 common seed(s): no interval"
+
+
+def test_a_ratio_interval_is_on_the_log_scale(tmp_path):
+    """Ratios whose arithmetic interval would cross 0 (0.1 and 3 across two seeds) get a positive interval, and b / a
+    gives the reciprocal of a / b's geometric mean and interval; a ratio at or below 0 has no log-scale interval."""
+    for seed, a1 in enumerate([0.1, 3.0]):
+        fake_job(tmp_path, f"p{seed}", [f"seed={seed}"], [1.0, a1])
+        fake_job(tmp_path / "zero", f"z{seed}", [f"seed={seed}"], [1.0, 0.0])
+    jobs = find_jobs(tmp_path / "p0", tmp_path / "p1")
+    up = paired_difference(jobs, "param_error", "(defaults)", "", 1, base_generation=0, ratio=True)
+    assert up["low"] > 0 and up["mean"] == pytest.approx(math.sqrt(0.3)) and up["verdict"].startswith("not dist")
+    assert mean_ci([0.1, 3.0])[1] < 0  # the arithmetic interval it replaces went below 0
+    down = paired_difference(jobs, "param_error", "(defaults)", "", 0, base_generation=1, ratio=True)
+    assert (down["mean"], down["low"], down["high"]) == pytest.approx((1 / up["mean"], 1 / up["high"], 1 / up["low"]))
+    zero = paired_difference(find_jobs(tmp_path / "zero"), "param_error", "(defaults)", "", 1, base_generation=0,
+                             ratio=True)
+    assert math.isnan(zero["mean"]) and "no log-scale interval" in zero["verdict"]
 
 
 def test_pairs_on_each_settings_change_since_its_own_generation0(hand_made_sweep):
@@ -97,7 +118,7 @@ def test_pairs_on_each_settings_change_since_its_own_generation0(hand_made_sweep
     d = paired_difference(jobs, "param_error", "verifier.bias=0.1", "verifier.bias=0.3", 1, change_from=0)
     assert d["seeds"] == ["0", "1"] and d["mean"] == pytest.approx(((2 - 1) - 0 + (4 - 3) - 0.5) / 2)
     r = paired_difference(jobs, "param_error", "verifier.bias=0.1", "verifier.bias=0.3", 1, ratio=True, change_from=0)
-    assert r["mean"] == pytest.approx((2.0 / 1.0 + (4 / 3) / 1.5) / 2)
+    assert r["mean"] == pytest.approx(math.sqrt(2.0 / 1.0 * (4 / 3) / 1.5))
     p = subprocess.run([sys.executable, str(SUMMARIZE), str(hand_made_sweep), "--pair", "verifier.bias=0.1",
                         "verifier.bias=0.3", "--pair-change", "--reference", "param_error", "2.5", "a published value"],
                        capture_output=True, text=True)

@@ -31,7 +31,7 @@ class Policy:
     n_fresh: int | None = None  # fresh real samples a generation (None: the study's data.n_real)
     # the closed form a study may report for this policy: "replace", "verify", "accumulate", "mix", "fresh", or None
     # (a new policy reports none until it declares one)
-    closed_form: str | None = "replace"
+    closed_form: str | None = None
 
     def __init__(self, name: str = "", n_synthetic: int | None = None, growth: int = 0,
                  max_candidates_factor: float = 200.0) -> None:
@@ -67,6 +67,8 @@ class Policy:
 
 class ReplacePolicy(Policy):
     """Only this generation's synthetic samples, unfiltered: the classic collapse setting."""
+
+    closed_form = "replace"
 
 
 class VerifyPolicy(Policy):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -183,7 +184,13 @@ def _mean_and_t_spread(values: list[float], level: float) -> tuple[float, float,
     if n == 1:
         return m, math.nan, 1
     sd = math.sqrt(sum((x - m) ** 2 for x in v) / (n - 1))
-    return m, float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd, n
+    return m, _t_quantile(0.5 + level / 2, n - 1) * sd, n
+
+
+@functools.lru_cache(maxsize=None)
+def _t_quantile(p: float, df: int) -> float:
+    """Student t's ``p`` quantile with ``df`` degrees of freedom (cached: docs checks make thousands of intervals)."""
+    return float(stats.t.ppf(p, df))
 
 
 def prediction_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -217,53 +224,77 @@ def aggregate(jobs: list[Job], metric: str) -> dict[str, list[dict]]:
     return out
 
 
-def _by_seed(jobs: list[Job], label: str, metric: str, generation: int) -> dict[str, float]:
-    """{seed: the metric at ``generation``} over the jobs of one setting (a seed seen twice is an error)."""
-    out: dict[str, float] = {}
+SeedIndex = dict  # {(setting label, metric, generation): {seed: value}}: every finite value of a set of jobs
+
+
+def seed_index(jobs: list[Job]) -> SeedIndex:
+    """Every finite metric value of ``jobs`` by (setting, metric, generation) and seed (a seed seen twice in one
+    setting is an error: pairs need one job a seed). Built once, it serves any number of paired comparisons."""
+    out: SeedIndex = {}
     for j in jobs:
-        if j.label != label or j.seed is None:
+        if j.seed is None:
             continue
         for r in j.rows:
-            if int(r["generation"]) == generation and r.get(metric) is not None and math.isfinite(float(r[metric])):
-                if j.seed in out:
-                    raise ValueError(f"setting {label!r} has two jobs with seed {j.seed}: pairs need one job a seed")
-                out[j.seed] = float(r[metric])
+            for metric, v in r.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
+                    at = out.setdefault((j.label, metric, int(r["generation"])), {})
+                    if j.seed in at:
+                        raise ValueError(f"setting {j.label!r} has two jobs with seed {j.seed}: pairs need one job a "
+                                         "seed")
+                    at[j.seed] = float(v)
     return out
 
 
-def _change_by_seed(jobs: list[Job], label: str, metric: str, generation: int, base: int,
+def _by_seed(index: SeedIndex, label: str, metric: str, generation: int) -> dict[str, float]:
+    """{seed: the metric at ``generation``} over the jobs of one setting."""
+    return index.get((label, metric, generation), {})
+
+
+def _change_by_seed(index: SeedIndex, label: str, metric: str, generation: int, base: int,
                     ratio: bool) -> dict[str, float]:
     """{seed: the metric at ``generation`` minus (ratio: over) the same job's value at ``base``}."""
-    at, ref = _by_seed(jobs, label, metric, generation), _by_seed(jobs, label, metric, base)
+    at, ref = _by_seed(index, label, metric, generation), _by_seed(index, label, metric, base)
     return {s: (at[s] / ref[s] if ratio else at[s] - ref[s]) for s in at if s in ref and not (ratio and ref[s] == 0)}
 
 
-def paired_difference(jobs: list[Job], metric: str, a: str, b: str, generation: int,
+def paired_difference(jobs: list[Job] | SeedIndex, metric: str, a: str, b: str, generation: int,
                       base_generation: int | None = None, ratio: bool = False, change_from: int | None = None) -> dict:
     """Setting ``a`` minus setting ``b`` at ``generation`` on the seeds both have, with a 95% t-interval across
     seeds (arms that share a seed share generation 0, so the difference is far less noisy than either arm).
     ``base_generation``: compare ``a`` at ``generation`` with ``a`` itself at that generation instead (``b`` is then
-    ignored); ``ratio``: a / b per seed instead of a - b; ``change_from``: compare the two settings' changes since that
-    generation, (a_g - a_0) - (b_g - b_0) per seed (ratio: (a_g / a_0) / (b_g / b_0)), for arms whose generation 0
-    differs (another training rule).
+    ignored); ``ratio``: a / b per seed instead of a - b, summarised on the log scale (the geometric mean ratio and
+    exp of the log ratios' t-interval: never below 0, and b / a gives the reciprocals); ``change_from``: compare the
+    two settings' changes since that generation, (a_g - a_0) - (b_g - b_0) per seed (ratio: (a_g / a_0) / (b_g / b_0)),
+    for arms whose generation 0 differs (another training rule).
+    ``jobs`` may be their ``seed_index`` (built once for many comparisons).
     Returns {metric, a, b, generation, mean, low, high, n, seeds, verdict, new_seed_low, new_seed_high} (the last
     two: the 95% prediction interval of one more seed's difference)."""
-    left = _by_seed(jobs, a, metric, generation)
+    index = jobs if isinstance(jobs, dict) else seed_index(jobs)
+    left = _by_seed(index, a, metric, generation)
     if change_from is not None:
-        left = _change_by_seed(jobs, a, metric, generation, change_from, ratio)
-        right = _change_by_seed(jobs, b, metric, generation, change_from, ratio)
+        left = _change_by_seed(index, a, metric, generation, change_from, ratio)
+        right = _change_by_seed(index, b, metric, generation, change_from, ratio)
     elif base_generation is not None:
-        b, right = f"{a} at generation {base_generation}", _by_seed(jobs, a, metric, base_generation)
+        b, right = f"{a} at generation {base_generation}", _by_seed(index, a, metric, base_generation)
     else:
-        right = _by_seed(jobs, b, metric, generation)
+        right = _by_seed(index, b, metric, generation)
     seeds = sorted(set(left) & set(right), key=lambda s: (len(s), s))
     if ratio:  # a zero denominator has no ratio: that seed drops out
         seeds = [s for s in seeds if right[s] != 0]
     vals = [left[s] / right[s] if ratio else left[s] - right[s] for s in seeds]
-    m, lo, hi, n = mean_ci(vals)
-    p_lo, p_hi = prediction_interval(vals)
+    nonpositive = ratio and any(v <= 0 for v in vals)
+    if ratio and not nonpositive:  # on the log scale: the geometric mean ratio, exp(mean log +- t sd / sqrt n) > 0
+        logs = [math.log(v) for v in vals]
+        m, lo, hi, n = (*(math.exp(x) for x in mean_ci(logs)[:3]), len(logs))
+        p_lo, p_hi = (math.exp(x) for x in prediction_interval(logs))
+    else:
+        m, lo, hi, n = mean_ci(vals)
+        p_lo, p_hi = prediction_interval(vals)
     null = 1.0 if ratio else 0.0
-    if n < 2:
+    if nonpositive:
+        m = lo = hi = p_lo = p_hi = math.nan
+        verdict = "a ratio at or below 0: no log-scale interval (compare this metric as a difference)"
+    elif n < 2:
         verdict = f"{n} common seed(s): no interval"
     elif lo > null:
         verdict = "higher"

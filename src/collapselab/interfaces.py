@@ -1,8 +1,8 @@
 """The written interfaces: what the loop and the studies need from a generator, verifier, policy and study.
 
 The loop and the studies call these methods and read these attributes, never a concrete class, so a
-researcher's own class plugs in by naming it as ``_target_`` in a YAML (see README, "Extending
-collapselab"). Shapes: ``R`` replicate chains (1 for MNIST), ``G`` quota groups (classes, singular
+researcher's own class plugs in by naming it as ``_target_`` in a YAML (see README, "Your own verifier,
+generator or policy", and docs/extending.md). Shapes: ``R`` replicate chains (1 for MNIST), ``G`` quota groups (classes, singular
 directions, or 1), ``m`` candidates per group, ``N`` samples, ``*feat`` one sample's shape.
 """
 from __future__ import annotations

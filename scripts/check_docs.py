@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
-from collapselab.sweeps import aggregate, find_jobs, paired_difference, seed_index  # noqa: E402
+from collapselab.sweeps import aggregate, find_jobs, headline_metrics, paired_difference, seed_index  # noqa: E402
 from reproduce import FIGURES  # noqa: E402
 
 PAGES = ["README.md", "docs/results.md"]
@@ -41,12 +40,6 @@ NOT_FROM_ROWS = "<!-- not from rows -->"
 NUM = r"[+\-\u2212]?\d+(?:\.\d+)?"
 TRIPLE = re.compile(rf"(?<![\w.])({NUM})x?\s*\[({NUM}),\s*({NUM})\]")
 PAIR = re.compile(rf"(?<![\w.\]\d])\s\[({NUM}),\s*({NUM})\]")
-# columns no page quotes as a result (bookkeeping, the CVAE's own training losses, standard errors of replicates)
-SKIP_COLUMNS = ("job", "status", "generation", "n_train", "wall_s", "epochs", "fid_mean", "train_nelbo", "val_nelbo")
-SKIP_PREFIXES = ("time.", "machine.", "summary.")
-SKIP_SUFFIXES = ("_se",)
-
-
 def _decimals(s: str) -> int:
     return len(s.split(".")[1]) if "." in s else 0
 
@@ -63,12 +56,6 @@ def printed_as(x: float, s: str) -> bool:
     want = _value(s)
     got = f"{x:.{d}f}"
     return float(got) == want or (want == 0 and float(got) == 0)
-
-
-def _metrics(jobs) -> list[str]:
-    keys = {k for j in jobs for r in j.rows for k, v in r.items() if isinstance(v, (int, float))}
-    return sorted(k for k in keys if k not in SKIP_COLUMNS and not k.startswith(SKIP_PREFIXES)
-                  and not k.endswith(SKIP_SUFFIXES))
 
 
 def _options(summarize: list[str]) -> argparse.Namespace:
@@ -95,7 +82,8 @@ def comparisons(rows_csv: Path, summarize: list[str]) -> list[tuple[str, tuple[f
     index = seed_index(jobs)
     out = []
     nan2 = (math.nan, math.nan)
-    for metric in o.metrics or _metrics(jobs):
+    present = {k for j in jobs for r in j.rows for k, v in r.items() if v is not None}
+    for metric in o.metrics or headline_metrics(jobs, present):
         for label, series in aggregate(jobs, metric).items():
             for s in series:
                 out.append((f"{name}: {metric} of {label} at generation {s['generation']}",

@@ -17,6 +17,7 @@ outside --out (figures under OUT/figures, tables under OUT/results).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shlex
@@ -33,13 +34,31 @@ log = logging.getLogger("reproduce")
 MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "label_accuracy", "class_entropy"]
 
 
+# what a figure's legend calls each setting (the names the text uses; summarize.py --name); a setting not here keeps
+# its override as its name
+NAMES = {"arm=discriminator_top": "paper's filter", "arm=discriminator": "default verifier",
+         "arm=replace": "replace (unfiltered)", "arm=classifier_top": "classifier's top 10% alone",
+         "arm=classifier_mix10": "classifier + 10% real", "arm=classifier_mix50": "classifier + 50% real",
+         "arm=classifier_fresh": "classifier + 500 fresh real", "arm=authors": "authors' pipeline",
+         "arm=authors_project_pixels": "authors', binarised real images",
+         "arm=authors_project_cvae": "authors', the project's CVAE rule",
+         "arm=authors_project_discriminator": "authors', the project's discriminator rule",
+         "policy.n_synthetic=2000": "2,000 retained", "policy.n_synthetic=20000": "20,000 retained",
+         "verifier.train_size=500": "critic on 500 real", "verifier.train_size=5000": "critic on 5,000 real",
+         "verifier.train_size=null": "critic on 60,000 real", "policy=replace": "replace", "policy=accumulate":
+         "accumulate", "policy=accumulate_subsample": "accumulate, subsampled",
+         **{f"verifier.temperature={t}": f"T = {t}" for t in (1, 3, 10)},
+         **{f"verifier.reliability={r}": f"rho = {r}" for r in (0, 0.5, 1)}}
+NAME_ARGS = [x for k, v in NAMES.items() for x in ("--name", k, v)]
+
 # each arm paired against its own generation 0 (FID as a ratio: it scales with the evaluator's features)
 VERSUS_G0 = ["--versus-generation0", "--ratio", "fid"]
 
 
 def mnist_summary(*extra_metrics: str) -> list[str]:
-    """Every MNIST figure's summary: its metrics, and a new seed's 95% prediction interval beside each paired one."""
-    return ["--predict", "--metrics", *MNIST_METRICS, *extra_metrics]
+    """Every MNIST figure's summary: its metrics, a new seed's 95% prediction interval beside each paired one, and
+    the legends' names."""
+    return ["--predict", "--metrics", *MNIST_METRICS, *extra_metrics, *NAME_ARGS]
 
 
 @dataclass(frozen=True)
@@ -48,16 +67,14 @@ class Figure:
 
     name: str
     study: str                   # mnist | linear | gaussian (smoke runs use debug=<study>)
-    sweep: list[str]             # train.py -m overrides (hydra.sweep.dir is added)
-    seeds: str                   # what --list prints (the sweep's seeds)
-    generations: int
-    n_synthetic: str             # synthetic samples a generation (per setting where it varies)
+    sweep: list[str]             # train.py -m overrides (hydra.sweep.dir is added); its seeds, generations and sizes
+                                 # are read from the config they compose to (sweep_facts), not restated here
     figures: dict[str, str]      # summary file -> docs/figures/<file>
     summarize: list[str] = field(default_factory=list)  # scripts/summarize.py options
     smoke: list[str] = field(default_factory=list)      # overrides added at test size (after the defaults below)
     script: list[str] = field(default_factory=list)     # not a sweep: python <script> ... --out OUT/NAME/summary
     smoke_script: list[str] = field(default_factory=list)
-    copies: dict[str, str] = field(default_factory=dict)  # a job's own file -> docs/figures/<file>
+    script_facts: tuple[str, int, str] = ("-", 0, "-")  # a script's seeds, generations, sizes as --list prints them
     smoke_labels: dict[str, str] = field(default_factory=dict)  # a --pair setting -> its test-size stand-in
 
     def command(self, sweep_dir: str) -> list[str]:
@@ -72,54 +89,55 @@ def _pairs(*pairs: tuple[str, str]) -> list[str]:
 
 FIGURES: list[Figure] = [
     # ---- linear regression
-    Figure("linear_longrun", "linear", ["experiment=paper_linear_longrun"], "0,1,2", 30, "100",
+    Figure("linear_longrun", "linear", ["experiment=paper_linear_longrun"],
            {"param_error.png": "linear_longrun_param_error.png"}, ["--metrics", "param_error", "center_error"],
            smoke=["generations=3", "seed=0,1", "verifier.bias=0,0.3"]),
-    Figure("linear_reliability", "linear", ["experiment=reliability_sweep_linear"], "0,1,2", 15, "100",
+    Figure("linear_reliability", "linear", ["experiment=reliability_sweep_linear"],
            {"param_error.png": "linear_reliability_param_error.png"}, ["--metrics", "param_error"],
            smoke=["generations=3", "seed=0,1", "verifier.reliability=0,1"]),
-    Figure("linear_design_space", "linear", ["experiment=linear_design_space"], "0,1,2", 20, "100",
+    Figure("linear_design_space", "linear", ["experiment=linear_design_space"],
            {"param_error.png": "linear_design_space_param_error.png"}, ["--metrics", "param_error", "--logy",
                                                                        "param_error"],
            smoke=["generations=3", "seed=0,1", "replicates=50"]),
-    Figure("linear_map", "linear", ["experiment=paper_linear_map"], "0", 1, "100",
+    Figure("linear_map", "linear", ["experiment=paper_linear_map"],
            {"heatmap.png": "linear_map_sweep.png"},
            ["--metrics", "param_error", "--heatmap", "verifier.radius", "verifier.bias"],
            smoke=["verifier.bias=0,0.3", "verifier.radius=0.1,0.3"]),
-    Figure("linear_theory_map", "linear", [], "0", 1, "100",
+    Figure("linear_theory_map", "linear", [],
            {"theory_map.png": "linear_theory_map.png"}, script=["scripts/linear_theory_map.py"],
+           script_facts=("0", 1, "100"),
            smoke_script=["--n-bias", "4", "--n-radius", "4", "--replicates", "10"]),
     # ---- the 1-D Gaussian
-    Figure("gaussian_collapse", "gaussian", ["experiment=gaussian_collapse"], "0,1,2", 50, "100",
+    Figure("gaussian_collapse", "gaussian", ["experiment=gaussian_collapse"],
            {"variance.png": "gaussian_variance.png", "param_error.png": "gaussian_param_error.png"},
            ["--metrics", "variance", "param_error", "--logy", "variance", "param_error"],
            smoke=["generations=3", "seed=0,1", "replicates=50"]),
-    Figure("gaussian_design_space", "gaussian", ["experiment=gaussian_design_space"], "0,1,2", 50, "100",
+    Figure("gaussian_design_space", "gaussian", ["experiment=gaussian_design_space"],
            {"variance.png": "gaussian_design_space_variance.png",
             "param_error.png": "gaussian_design_space_param_error.png"},
            ["--metrics", "variance", "param_error"], smoke=["generations=3", "seed=0,1", "replicates=50"]),
-    Figure("gaussian_curation", "gaussian", ["experiment=gaussian_curation"], "0,1,2", 50, "100",
+    Figure("gaussian_curation", "gaussian", ["experiment=gaussian_curation"],
            {"param_error.png": "gaussian_curation_param_error.png"}, ["--metrics", "param_error", "--logy",
                                                                      "param_error"],
            smoke=["generations=3", "seed=0,1", "replicates=50", "verifier.temperature=1"]),
-    Figure("gaussian_drs", "gaussian", ["experiment=gaussian_drs"], "0,1,2", 50, "100",
+    Figure("gaussian_drs", "gaussian", ["experiment=gaussian_drs"],
            {"variance.png": "gaussian_drs_variance.png", "param_error.png": "gaussian_drs_param_error.png"},
            ["--metrics", "variance", "param_error"],
            smoke=["generations=3", "seed=0,1", "replicates=50", "verifier.keep_fraction=0.1"]),
     # ---- MNIST
-    Figure("mnist_default", "mnist", ["seed=0,1,2,3,4"], "0,1,2,3,4", 3, "20000",
+    Figure("mnist_default", "mnist", ["seed=0,1,2,3,4"],
            {"test_nelbo.png": "mnist_default_test_nelbo.png", "fid.png": "mnist_default_fid.png",
             "recall.png": "mnist_default_recall.png"},
            [*mnist_summary(), *VERSUS_G0, "recall", "--at", "1", "2", "3", "--per-seed"],
            smoke=["seed=0,1"]),
-    Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"], "0,1,2", 20, "20000",
+    Figure("mnist_longrun", "mnist", ["experiment=mnist_longrun_cpu"],
            {f"{m}.png": f"mnist_longrun_{m}.png" for m in ("test_nelbo", "fid", "recall", "label_accuracy")},
-           [*mnist_summary(), "--logy", "test_nelbo", "fid", *VERSUS_G0, "recall",
+           [*mnist_summary(), "--logy", "test_nelbo", "fid", *VERSUS_G0, "recall", "--level0",
             "--at", "1", "2", "3", "5", "10", "15", "20",
             *_pairs(("arm=discriminator", "arm=replace"), ("arm=discriminator_top", "arm=replace"),
                     ("arm=discriminator", "arm=discriminator_top"))],
            smoke=["seed=0,1"]),
-    Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"], "0,1,2", 10, "5000",
+    Figure("mnist_design_space", "mnist", ["experiment=mnist_design_space_cpu"],
            {f"{m}.png": f"mnist_design_space_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "3", "5", "10",
             *VERSUS_G0,
@@ -130,7 +148,7 @@ FIGURES: list[Figure] = [
                     ("arm=classifier_mix50", "arm=classifier_fresh"), ("arm=classifier_mix50", "arm=discriminator"),
                     ("arm=discriminator_top", "arm=classifier_mix10"))],
            smoke=["seed=0,1", "policy.n_synthetic=100"]),
-    Figure("mnist_curation_temperature", "mnist", ["experiment=mnist_curation_temperature_cpu"], "0,1,2", 10, "5000",
+    Figure("mnist_curation_temperature", "mnist", ["experiment=mnist_curation_temperature_cpu"],
            {f"{m}.png": f"mnist_curation_temperature_{m}.png"
             for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
@@ -139,14 +157,14 @@ FIGURES: list[Figure] = [
                     ("verifier.temperature=3", "verifier.temperature=10"),
                     ("verifier.temperature=1", "verifier.temperature=3"))],
            smoke=["seed=0,1"]),
-    Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"], "0,1,2", 10, "5000",
+    Figure("mnist_accumulate", "mnist", ["experiment=mnist_accumulate_cpu"],
            {f"{m}.png": f"mnist_accumulate_{m}.png" for m in ("test_nelbo", "fid", "recall", "class_entropy")},
            [*mnist_summary(), "--logy", "test_nelbo", "fid", "--at", "1", "5", "10",
             *VERSUS_G0,
             *_pairs(("policy=accumulate", "policy=replace"), ("policy=accumulate_subsample", "policy=replace"),
                     ("policy=accumulate", "policy=accumulate_subsample"))],
            smoke=["seed=0,1"]),
-    Figure("mnist_verifier_quality", "mnist", ["experiment=paper_mnist_verifier_quality_cpu"], "0,1,2", 5, "20000",
+    Figure("mnist_verifier_quality", "mnist", ["experiment=paper_mnist_verifier_quality_cpu"],
            {"fid.png": "mnist_verifier_quality_fid.png", "test_nelbo.png": "mnist_verifier_quality_test_nelbo.png"},
            [*mnist_summary(), "--at", "1", "5", *VERSUS_G0, "recall",
             *_pairs(("verifier.train_size=null", "verifier.train_size=5000"),
@@ -154,7 +172,7 @@ FIGURES: list[Figure] = [
                     ("verifier.train_size=null", "verifier.train_size=500"))],
            smoke=["seed=0,1", "verifier.train_size=500,1000,null"],
            smoke_labels={"verifier.train_size=5000": "verifier.train_size=1000"}),
-    Figure("mnist_retained_size", "mnist", ["experiment=mnist_retained_size_cpu"], "0,1,2", 5, "2000,20000",
+    Figure("mnist_retained_size", "mnist", ["experiment=mnist_retained_size_cpu"],
            {"fid.png": "mnist_retained_size_fid.png", "test_nelbo.png": "mnist_retained_size_test_nelbo.png"},
            [*mnist_summary(), "--at", "1", "5", *VERSUS_G0, "recall",
             *_pairs(("policy.n_synthetic=20000", "policy.n_synthetic=2000"))],
@@ -163,7 +181,7 @@ FIGURES: list[Figure] = [
                          "policy.n_synthetic=2000": "policy.n_synthetic=50"}),
     # the authors' pipeline (conf/arm/authors.yaml) against the project's recipe, one part switched at a time; the
     # arms' generation 0 differ (their CVAE rule), so the pairs compare each arm's change since its own generation 0
-    Figure("mnist_authors", "mnist", ["experiment=mnist_authors_isolation_cpu"], "0,1,2", 2, "20000",
+    Figure("mnist_authors", "mnist", ["experiment=mnist_authors_isolation_cpu"],
            {"test_nelbo.png": "mnist_authors_test_nelbo.png", "test_nelbo_gray.png": "mnist_authors_test_nelbo_gray.png",
             "recall.png": "mnist_authors_recall.png"},
            [*mnist_summary("test_nelbo_gray"), "--at", "1", "2", *VERSUS_G0, "--pair-change",
@@ -173,7 +191,7 @@ FIGURES: list[Figure] = [
                     ("arm=discriminator_top", "arm=authors_project_cvae"),
                     ("arm=discriminator_top", "arm=authors_project_discriminator"))],
            smoke=["seed=0,1", "generator.epochs=2", "verifier.epochs=2", "policy.n_synthetic=100"]),
-    Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"], "0,1,2", 3, "20000",
+    Figure("mnist_reliability", "mnist", ["experiment=reliability_sweep_mnist_cpu"],
            {"fid.png": "mnist_reliability_fid.png", "recall.png": "mnist_reliability_recall.png",
             "test_nelbo.png": "mnist_reliability_test_nelbo.png"},
            [*mnist_summary("verifier_agreement"), "--at", "1", "3", *VERSUS_G0,
@@ -197,11 +215,40 @@ def default_out() -> Path:
     return Path(os.environ.get("COLLAPSELAB_RUNS", Path.home() / "collapselab-runs"))
 
 
+def sweep_facts(f: Figure) -> tuple[str, int, str]:
+    """(seeds, generations, synthetic samples a generation) of the entry's sweep, read from the config its overrides
+    compose to (the experiment YAML is their one home): the swept values joined by commas; a size left to the study
+    is the study's default."""
+    return f.script_facts if f.script else _composed_facts(f.name)
+
+
+@functools.lru_cache(maxsize=None)
+def _composed_facts(name: str) -> tuple[str, int, str]:
+    import collapselab  # noqa: F401  (registers the resolver conf/config.yaml uses)
+    from hydra import compose, initialize_config_dir
+
+    f = BY_NAME[name]
+    single = [o for o in f.sweep if "," not in o]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=single, return_hydra_config=True)
+        swept = {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
+        swept |= {o.split("=")[0]: o.split("=", 1)[1].split(",") for o in f.sweep if "," in o}
+        cfg = compose("config", overrides=single + [f"{k}={v[0]}" for k, v in swept.items()])
+    swept = {k.lstrip("+"): v for k, v in swept.items()}
+    sizes = swept.get("policy.n_synthetic", [str(cfg.policy.n_synthetic)])
+    if sizes == ["None"]:  # the study's own default
+        from collapselab.studies import linear, mnist
+        name = cfg.generator.name
+        sizes = [str(mnist.DEFAULT_N_SYNTHETIC if name == "vae" else linear.DEFAULT_N_SYNTHETIC if name == "linear"
+                     else cfg.data.n_real)]
+    return ",".join(swept.get("seed", [str(cfg.seed)])), int(cfg.generations), ",".join(sizes)
+
+
 def list_line(f: Figure, out: Path) -> str:
-    seeds = len(f.seeds.split(","))
-    figs = ",".join(f"docs/figures/{d}" for d in (*f.figures.values(), *f.copies.values()))
+    seeds, generations, sizes = sweep_facts(f)
+    figs = ",".join(f"docs/figures/{d}" for d in f.figures.values())
     cmd = shlex.join(f.command(str(out / f.name)))
-    return (f"{f.name}  seeds={seeds}  generations={f.generations}  n_synthetic={f.n_synthetic}  figure={figs}"
+    return (f"{f.name}  seeds={len(seeds.split(','))}  generations={generations}  n_synthetic={sizes}  figure={figs}"
             f"  command={cmd}")
 
 
@@ -257,11 +304,6 @@ def reproduce(f: Figure, out: Path, smoke: bool, do_run: bool, from_rows: bool =
             shutil.copyfile(summary / src, docs_fig / dst)
         else:
             missing.append(str(summary / src))
-    for src, dst in f.copies.items():
-        if (sweep_dir / src).exists():
-            shutil.copyfile(sweep_dir / src, docs_fig / dst)
-        else:
-            missing.append(str(sweep_dir / src))
     if not f.script:
         table = (summary / "aggregate.md").read_text()
         if (summary / "paired.md").exists():

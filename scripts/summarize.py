@@ -37,12 +37,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from collapselab.sweeps import (Job, aggregate, find_jobs, keep_common_seeds, long_rows,  # noqa: E402
-                                paired_difference, seed_index, setting_order)
+from collapselab.sweeps import (Job, aggregate, find_jobs, headline_metrics, keep_common_seeds,  # noqa: E402
+                                long_rows, paired_difference, seed_index, setting_order)
 
 log = logging.getLogger("summarize")
-LINEAR = ["param_error", "center_error", "accept_rate"]
-VAE = ["fid", "fid_mean", "test_nelbo", "precision", "recall", "label_accuracy", "class_entropy", "accept_rate"]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -90,8 +88,22 @@ def log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
+# axis labels: the metric, its unit and its direction (a metric not listed is labelled by its name)
+AXIS = {"test_nelbo": "test NELBO, binarised test set (nats; lower is better)",
+        "test_nelbo_gray": "test NELBO, grayscale test set (nats; lower is better)",
+        "fid": "FID, evaluator features (lower is better)", "fid_mean": "FID of the decoder means (lower is better)",
+        "precision": "precision (share of samples near real images)", "recall": "recall (share of real images covered)",
+        "label_accuracy": "label accuracy (judge agrees with the label)", "class_entropy": "class entropy (nats; ln 10 = 2.30 is even)",
+        "accept_rate": "acceptance rate", "verifier_agreement": "verifier's agreement with the judge",
+        "param_error": "||theta_t - theta*||^2", "center_error": "||theta_t - theta_c||^2", "variance": "fitted variance"}
+
+
 def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: Path, logy: bool = False,
-                per_seed: bool = False, references: list[tuple[float, str]] = ()) -> None:
+                per_seed: bool = False, references: list[tuple[float, str]] = (), names: dict[str, str] | None = None,
+                level0: bool = False) -> None:
+    """One line per setting (its mean and band), named by ``names`` where given; ``level0``: each setting's
+    generation-0 mean as a dotted line, for reading where a chain crosses it."""
+    names = names or {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for value, label in references:  # a published value to read the curves against (--reference)
         ax.axhline(value, color="0.4", ls="-.", lw=1, label=label)
@@ -99,7 +111,9 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
     for i, (label, series) in enumerate(in_setting_order(agg)):
         c = colors[i % len(colors)]
         g = [s["generation"] for s in series]
-        ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=label)
+        ax.plot(g, [s["mean"] for s in series], "-o", ms=3, color=c, label=names.get(label, label))
+        if level0 and series[0]["generation"] == 0:
+            ax.axhline(series[0]["mean"], color=c, ls=":", lw=1)
         ax.fill_between(g, [s["low"] for s in series], [s["high"] for s in series], color=c, alpha=0.2, lw=0)
         if per_seed:  # each seed's own path, thin: what the paired comparisons compare
             for j in (j for j in jobs if j.label == label):
@@ -121,9 +135,11 @@ def plot_metric(jobs: list[Job], metric: str, agg: dict[str, list[dict]], path: 
         ax.plot([], [], "k--", lw=1, label="theory: stationary level")
     if any(j.summary.get(f"theory_one_round_{metric}") for j in jobs):
         ax.plot([], [], "k*", ms=10, label="theory: one round")
+    if level0:
+        ax.plot([], [], ":", color="0.3", lw=1, label="dotted: its generation 0's level")
     ax.set_xlabel("generation")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # generations are whole numbers
-    ax.set_ylabel(metric)
+    ax.set_ylabel(AXIS.get(metric, metric))
     if logy:
         log_axis(ax)
     ax.set_title(f"{metric}: mean and 95% interval across seeds" + (" (thin: each seed)" if per_seed else ""))
@@ -227,7 +243,8 @@ def paired_tables(jobs: list[Job], metrics: list[str], pairs: list[tuple[str, st
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_dir", type=Path, nargs="+", help="sweep dir(s) or run dir(s), compared as one set of jobs")
-    p.add_argument("--metrics", nargs="+", help="metrics to aggregate and plot (default: the generator's headline)")
+    p.add_argument("--metrics", nargs="+", help="metrics to aggregate and plot (default: the study's headline metrics, as its "
+                        "end-of-run table shows them, less the closed forms)")
     p.add_argument("--logy", nargs="+", metavar="METRIC", help="metrics to draw on a log scale")
     p.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/summary)")
     p.add_argument("--heatmap", nargs=2, metavar=("X_KEY", "Y_KEY"), help="draw the one-round gain map (linear)")
@@ -248,6 +265,10 @@ def main() -> int:
     p.add_argument("--common-seeds", action="store_true",
                    help="at each generation, only the seeds every setting that has reached it has (for an unfinished sweep)")
     p.add_argument("--per-seed", action="store_true", help="draw each job's own line, thin, under its setting's mean")
+    p.add_argument("--name", nargs=2, action="append", default=[], metavar=("SETTING", "NAME"),
+                   help="the name a plot's legend gives a setting (e.g. --name arm=discriminator_top \"paper's filter\")")
+    p.add_argument("--level0", action="store_true",
+                   help="draw each setting's generation-0 mean as a dotted line (where does a chain cross it?)")
     p.add_argument("--reference", nargs=3, action="append", default=[], metavar=("METRIC", "VALUE", "LABEL"),
                    help="draw a horizontal line at VALUE on METRIC's plot, labelled (e.g. a published number); repeatable")
     a = p.parse_args()
@@ -280,7 +301,7 @@ def main() -> int:
     rows = long_rows(jobs)
     write_csv(rows, out / "summary.csv")
     present = {k for r in rows for k, v in r.items() if v is not None}
-    metrics = a.metrics or [m for m in (LINEAR if "param_error" in present else VAE) if m in present]
+    metrics = a.metrics or headline_metrics(jobs, present)
     agg_rows, md = [], []
     for metric in metrics:
         agg = aggregate(jobs, metric)
@@ -309,7 +330,8 @@ def main() -> int:
                           f"| {series[-1]['n']} |")
         md.append("")
         plot_metric(jobs, metric, agg, out / f"{metric}.png", logy=metric in (a.logy or []), per_seed=a.per_seed,
-                    references=[(float(v), lab) for m, v, lab in a.reference if m == metric])
+                    references=[(float(v), lab) for m, v, lab in a.reference if m == metric],
+                    names=dict(a.name), level0=a.level0)
     write_csv(agg_rows, out / "aggregate.csv")
     status = "\n".join(f"- {j.status}: `{j.path.name}`" for j in jobs if j.status != "finished")
     (out / "aggregate.md").write_text(

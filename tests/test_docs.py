@@ -141,3 +141,11 @@ def test_a_quoted_interval_changed_in_its_last_digit_is_caught(rows_index, tmp_p
         copy.write_text("\n".join([*lines[:i - 1], line[:mt.start(k)] + moved + line[mt.end(k):], *lines[i:]]))
         bad = check_docs.check_intervals(index, pages=[str(copy)])
         assert any(f":{i}: " in b for b in bad), f"{page}:{i}: {nums[k - 1]} -> {moved} in {nums} was not caught"
+
+
+def test_every_file_in_docs_figures_is_cited():
+    """No stale figure: each file under docs/figures is shown or named by a page (the reproduce entries' figures are
+    shown in results.md: test_reproduce)."""
+    text = "\n".join(p.read_text() for p in PAGES)
+    stale = [f.name for f in sorted((ROOT / "docs" / "figures").iterdir()) if f.name not in text]
+    assert not stale, f"in docs/figures but cited nowhere: {stale}"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from collapselab.errors import ConfigError, RunError
-from collapselab.sampling import check_selection, collect, pool_size, rank_select, select
+from collapselab.sampling import collect, pool_size, rank_select, select
+from collapselab.verifiers.base import check_selection
 
 
 def g(seed: int = 0) -> torch.Generator:

@@ -94,6 +94,20 @@ def test_paired_difference_on_common_seeds(hand_made_sweep):
     assert lower["n"] == 1 and lower["verdict"] == "1 common seed(s): no interval"
 
 
+def test_default_metrics_are_the_studys_headline(tmp_path):
+    """Without --metrics a summary shows the study's headline metrics that the rows hold (a Gaussian sweep gets its
+    variance), from the jobs' stored study, else the built-in study whose headline the rows fit best."""
+    from collapselab.sweeps import headline_metrics
+
+    gauss = {"param_error", "variance", "theory_param_error", "theory_variance", "accept_rate", "generation"}
+    assert headline_metrics([], gauss) == ["param_error", "variance", "accept_rate"]
+    assert headline_metrics([], {"param_error", "theory_param_error", "accept_rate"}) == ["param_error", "accept_rate"]
+    assert headline_metrics([], {"test_nelbo", "fid", "recall", "wall_s"}) == ["test_nelbo", "fid", "recall"]
+    job = fake_job(tmp_path, "g", ["seed=0"], [1.0, 2.0])
+    (job / "summary.json").write_text(json.dumps({"config": {"study": "collapselab.studies.gaussian.GaussianStudy"}}))
+    assert headline_metrics(find_jobs(job), {"param_error", "center_error"}) == ["param_error"]  # the study's list
+
+
 def test_a_ratio_interval_is_on_the_log_scale(tmp_path):
     """Ratios whose arithmetic interval would cross 0 (0.1 and 3 across two seeds) get a positive interval, and b / a
     gives the reciprocal of a / b's geometric mean and interval; a ratio at or below 0 has no log-scale interval."""
@@ -338,6 +352,9 @@ def test_killed_sweep_resumes_only_what_was_left(tmp_path):
                                              ("slurm_requeue", "SlurmLauncher")])
 def test_launchers_compose(launcher, target):
     from hydra import compose, initialize_config_dir
+
+    plugin = "hydra_plugins.hydra_joblib_launcher" if launcher == "joblib" else "hydra_plugins.hydra_submitit_launcher"
+    pytest.importorskip(plugin, reason=f"hydra/launcher={launcher} needs the sweep extras: pip install -e '.[sweep]'")
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "generator=linear"],

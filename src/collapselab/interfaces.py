@@ -33,6 +33,20 @@ class Generator(Protocol):
 
 
 @runtime_checkable
+class GaussianModel(Generator, Protocol):
+    """What the Gaussian study (and an exact density-ratio oracle) also reads: ``moments() -> (mu [R], var [R])``."""
+
+    def moments(self) -> tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class RegressionModel(Generator, Protocol):
+    """What the linear study also reads: ``theta`` [R, d], the fitted coefficients of R chains."""
+
+    theta: Tensor
+
+
+@runtime_checkable
 class ImageGenerator(Generator, Protocol):
     """What the MNIST study also calls: labelled images [N, 1, 28, 28] for labels 0..9.
 
@@ -144,6 +158,27 @@ class KnowledgeCentre(Protocol):
     """A regression verifier centred on theta_c [d] or [R, d]: the linear study reports ``center_error`` against it."""
 
     center: Tensor
+
+
+@runtime_checkable
+class TheoryParameters(Protocol):
+    """A toy-study verifier whose keeping a closed form can describe (docs/theory.md): ``theory_parameters()`` ->
+    {"selection": "band" (verdicts by its interval), "tilt" (its reward's exact tilt), "ratio" (the exact
+    p_data / p_model under drs) or None (no closed form for how it keeps), and the numbers the closed forms read:
+    "bias" (||theta_c - theta*||, or None), "radius", "reliability", "temperature"}. Studies read a verifier's
+    parameters only through this."""
+
+    def theory_parameters(self) -> dict: ...
+
+
+
+
+@runtime_checkable
+class ReportsAccuracy(Protocol):
+    """A verifier built on a fixed network with a measured test accuracy (``summary.json``:
+    ``classifier_test_accuracy``; None until it is prepared)."""
+
+    test_accuracy: float | None
 
 
 @runtime_checkable

@@ -147,6 +147,25 @@ def find_jobs(*sweep_dirs: str | Path) -> list[Job]:
     return jobs
 
 
+BUILT_IN_STUDIES = ("collapselab.studies.mnist.MNISTStudy", "collapselab.studies.linear.LinearStudy",
+                    "collapselab.studies.gaussian.GaussianStudy")
+
+
+def headline_metrics(jobs: list[Job], present: set[str]) -> list[str]:
+    """The metrics a summary shows by default: the study's ``headline`` (its end-of-run table) that the rows hold,
+    less the closed forms (drawn as lines beside their metric). The study is the jobs' own (their stored config's
+    ``study``); for rows without a config (a rows CSV), the built-in study whose headline the rows fit best."""
+    from .components import locate
+
+    named = [p for p in dict.fromkeys(j.summary.get("config", {}).get("study") for j in jobs) if isinstance(p, str)]
+    headlines = [tuple(locate(p).headline) for p in named]
+    if not headlines:
+        fits = [tuple(locate(p).headline) for p in BUILT_IN_STUDIES]
+        headlines = [max(fits, key=lambda h: sum(m in present for m in h) - sum(m not in present for m in h))]
+    out = dict.fromkeys(m for h in headlines for m in h if m in present and not m.startswith("theory_"))
+    return list(out)
+
+
 def long_rows(jobs: list[Job]) -> list[dict]:
     """One dict per job and generation: job, status, override columns, then the metrics, then the job's theory
     figures from its summary.json (``summary.theory_stationary_*``, ``summary.theory_one_round_*``, on every row of

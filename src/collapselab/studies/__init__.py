@@ -9,7 +9,24 @@ import torch
 
 from ..components import check_protocol, locate
 from ..errors import ConfigError
-from ..interfaces import Policy, Study
+from ..interfaces import Policy, Study, TheoryParameters, Verifier, load_state, state_of
+
+
+class ToyStudy:
+    """What the batched float64 studies (linear, gaussian) share: their verifier's state is saved as it is."""
+
+    verifier: Verifier | None
+
+    def verifier_state(self) -> dict | None:
+        return state_of(self.verifier)
+
+    def load_verifier_state(self, state: dict | None) -> None:
+        load_state(self.verifier, state)
+
+
+def theory_parameters(verifier: Verifier | None) -> dict:
+    """What the closed forms read of a verifier (``interfaces.TheoryParameters``); {} where it declares nothing."""
+    return verifier.theory_parameters() if isinstance(verifier, TheoryParameters) else {}
 
 
 def check_float64_study(cfg: dict, device: torch.device, study: str) -> None:

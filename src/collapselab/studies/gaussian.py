@@ -26,15 +26,15 @@ from ..data.gaussian import make_gaussian_data  # noqa: E402
 from ..components import build  # noqa: E402
 from ..config import check_training_sets, require_int, require_number  # noqa: E402
 from ..errors import ConfigError, RunError  # noqa: E402
-from ..interfaces import Generator, Policy, load_state, state_of  # noqa: E402
+from ..interfaces import GaussianModel, Policy  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..rng import make_rng  # noqa: E402
 from ..interfaces import ModelAware  # noqa: E402
-from ..sampling import Collected, DrawLayout, build_verifier, check_pool, tilted, verifier_in_use  # noqa: E402
+from ..sampling import Collected, DrawLayout, check_pool, verifier_in_use  # noqa: E402
+from ..verifiers.base import build_verifier  # noqa: E402
 from ..theory import SQRT_2_OVER_PI  # noqa: E402
-from ..verifiers.linear import CenterVerifier, OracleRatioVerifier  # noqa: E402
-from . import check_float64_study  # noqa: E402
+from . import ToyStudy, check_float64_study, theory_parameters  # noqa: E402
 
 DTYPE = torch.float64
 HEADLINE = ("param_error", "variance", "theory_param_error", "theory_variance", "accept_rate")
@@ -66,6 +66,10 @@ class GaussianGenerator:
         x = torch.ones(1, 1, 1, 1, dtype=DTYPE, device=self.mu.device)
         return x, self.mu[:, None, None] + self.var.sqrt()[:, None, None] * noise
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """mu [R] and var [R] (``interfaces.GaussianModel``)."""
+        return self.mu, self.var
+
     def state_dict(self) -> dict[str, Tensor]:
         return {"mu": self.mu.clone(), "var": self.var.clone()}
 
@@ -74,7 +78,7 @@ class GaussianGenerator:
         self.mu, self.var = state["mu"].to(self.mu), state["var"].to(self.var)
 
 
-class GaussianStudy:
+class GaussianStudy(ToyStudy):
     """Real data: n samples of N(mu*, sigma^2) per chain; metrics: the mean's squared error and the variance."""
 
     name = "gaussian"
@@ -105,27 +109,18 @@ class GaussianStudy:
                                       "interval accepts more candidates), or rank: verifier.keep_fraction.")
         # which verified closed form applies (docs/theory.md): "band", the oracle's interval |y - (mu* + bias)| <= r +
         # sigma sqrt(2/pi) by verdict; "tilt", its reward's exact tilt; "ratio", the exact p_data / p_model under drs
-        v = self.verifier
-        self.verified = verifier_in_use(v, policy.filters)
-        self.selection_form = None
-        if isinstance(v, CenterVerifier) and tilted(v):
-            self.selection_form = "tilt"
-        elif isinstance(v, CenterVerifier) and v.keep_fraction is None:
-            self.selection_form = "band"
-        elif isinstance(v, OracleRatioVerifier) and v.selection == "drs":
-            self.selection_form = "ratio"
-        centre = isinstance(v, CenterVerifier)
-        self.bias = v.bias if centre else None
-        self.radius = v.radius if centre else None
-        self.reliability = v.reliability if centre else 1.0
+        self.verified = verifier_in_use(self.verifier, policy.filters)
+        p = theory_parameters(self.verifier)
+        self.selection_form = p.get("selection")
+        self.bias, self.radius, self.reliability = p.get("bias"), p.get("radius"), p.get("reliability", 1.0)
         # tilt: tau^2 = T w^2, w = r + sigma sqrt(2/pi) the band's half-width (x = 1)
-        self.tau2 = (v.temperature * (v.radius + self.sigma * SQRT_2_OVER_PI) ** 2
+        self.tau2 = (p["temperature"] * (p["radius"] + self.sigma * SQRT_2_OVER_PI) ** 2
                      if self.selection_form == "tilt" else None)
 
     # ----- the loop's interface -------------------------------------------------------------
     def new_generator(self, generation: int) -> GaussianGenerator:
         return build(self.gen_node, "generator", replicates=self.replicates, noise_std=self.sigma, device=self.device,
-                     protocol=Generator)
+                     protocol=GaussianModel)
 
     def fresh_real(self, generation: int, n: int | None) -> Batch:
         """n (None: data.n_real) new samples of the truth per chain for generation ``generation``."""
@@ -148,8 +143,9 @@ class GaussianStudy:
 
     def evaluate(self, model: GaussianGenerator, generation: int, rng: torch.Generator) -> dict[str, float | None]:
         row: dict[str, float | None] = {}
-        row["param_error"], row["param_error_se"] = mean_se((model.mu - self.mu_star).pow(2))
-        row["variance"], row["variance_se"] = mean_se(model.var)
+        mu, var = model.moments()
+        row["param_error"], row["param_error_se"] = mean_se((mu - self.mu_star).pow(2))
+        row["variance"], row["variance_se"] = mean_se(var)
         row["theory_param_error"], row["theory_variance"] = self.theory(generation)
         return row
 
@@ -201,12 +197,6 @@ class GaussianStudy:
         return out
 
     # ----- state and pictures --------------------------------------------------------------
-    def verifier_state(self) -> dict | None:
-        return state_of(self.verifier)
-
-    def load_verifier_state(self, state: dict | None) -> None:
-        load_state(self.verifier, state)
-
     def pack_synthetic(self, batch: Batch) -> dict:
         return {"y": batch.y.cpu()}  # x is all ones
 
@@ -232,8 +222,9 @@ class GaussianStudy:
             ax.legend(fontsize=8, loc="upper left")
             ax = ax.twinx()
         grid = np.linspace(self.mu_star - 4 * self.sigma, self.mu_star + 4 * self.sigma, 400)
+        fit_mu, fit_var = model.moments()
         for mu, var, style, label in ((self.mu_star, self.sigma**2, "k--", "truth N(mu*, sigma^2)"),
-                                      (float(model.mu[0]), float(model.var[0]), "tab:orange", "fit (chain 0)")):
+                                      (float(fit_mu[0]), float(fit_var[0]), "tab:orange", "fit (chain 0)")):
             sd = math.sqrt(max(var, 1e-300))
             ax.plot(grid, np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), style, label=label)
         ax.set_ylabel("density")

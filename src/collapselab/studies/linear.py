@@ -19,12 +19,13 @@ from ..errors import ConfigError  # noqa: E402
 from ..plotting import save_figure  # noqa: E402
 from ..components import build  # noqa: E402
 from ..generators.linear import LinearGenerator  # noqa: E402
-from ..interfaces import Generator, KnowledgeCentre, Policy, load_state, state_of  # noqa: E402
+from ..interfaces import KnowledgeCentre, Policy, RegressionModel  # noqa: E402
 from ..metrics.chains import mean_se  # noqa: E402
 from ..rng import make_rng  # noqa: E402
-from ..sampling import Collected, DrawLayout, build_verifier, check_pool, tilted  # noqa: E402
-from . import check_float64_study  # noqa: E402
-from ..verifiers.linear import CenterVerifier, unit_vector  # noqa: E402
+from ..sampling import Collected, DrawLayout, check_pool, verifier_in_use  # noqa: E402
+from ..verifiers.base import build_verifier  # noqa: E402
+from . import ToyStudy, check_float64_study, theory_parameters  # noqa: E402
+from ..verifiers.linear import unit_vector  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ DEFAULT_N_SYNTHETIC = 100  # samples a generation per singular direction (or in 
 HEADLINE = ("param_error", "center_error", "theory_param_error", "accept_rate")
 
 
-class LinearStudy:
+class LinearStudy(ToyStudy):
     """Fixed-design Gaussian linear regression; the generator is OLS, verifiers have a centre theta_c."""
 
     name = "linear"
@@ -75,10 +76,11 @@ class LinearStudy:
                                       "acceptance band accepts more candidates), or rank: verifier.keep_fraction.")
         # the closed forms describe the centre verifier theta* + bias * u (oracle, noisy_oracle) keeping by its band's
         # verdict (not its reward's tilt: that tilts the kept design too, and has no closed form here)
-        v = self.verifier
-        self.theory_applies = isinstance(v, CenterVerifier) and v.keep_fraction is None and not tilted(v)
-        self.radius = v.radius if self.theory_applies else None
-        self.reliability = v.reliability if self.theory_applies else 1.0
+        self.verified = verifier_in_use(self.verifier, policy.filters)
+        p = theory_parameters(self.verifier)
+        self.theory_applies = p.get("selection") == "band"
+        self.radius = p["radius"] if self.theory_applies else None
+        self.reliability = p["reliability"] if self.theory_applies else 1.0
 
     # ----- the loop's interface -------------------------------------------------------------
     def quota(self, generation: int) -> torch.Tensor:
@@ -90,7 +92,7 @@ class LinearStudy:
 
     def new_generator(self, generation: int) -> LinearGenerator:
         return build(self.gen_node, "generator", directions=self.data.directions, noise_std=self.sigma,
-                     replicates=self.replicates, protocol=Generator)
+                     replicates=self.replicates, protocol=RegressionModel)
 
     def fresh_real(self, generation: int, n: int | None) -> Batch:
         """n (None: data.n_real) new pairs of the truth for generation ``generation``: a new Gaussian design
@@ -130,7 +132,7 @@ class LinearStudy:
         base = theory.real_only_risk(self._mu, self.sigma)
         if generation == 0:
             return base
-        form = self.policy.theory(verified=self.verifier is not None)
+        form = self.policy.theory(verified=self.verified)
         if form == "replace":
             return base + generation * theory.replace_growth(self.dim, self.n_synthetic, self.sigma, self.design)
         if form == "accumulate":
@@ -147,7 +149,7 @@ class LinearStudy:
 
     def summary_extras(self) -> dict:
         out: dict = {"theory_real_only_param_error": theory.real_only_risk(self._mu, self.sigma)}
-        if (self.policy.theory(verified=self.verifier is not None) == "verify" and self.theory_applies
+        if (self.policy.theory(verified=self.verified) == "verify" and self.theory_applies
                 and self.design == "singular" and self.reliability == 1.0):
             dist = float((self.verifier.center - self.data.theta_star).pow(2).sum())
             out["theory_contraction_factor"] = theory.contraction_factor(self.radius, self.sigma)
@@ -157,12 +159,6 @@ class LinearStudy:
         return out
 
     # ----- state and pictures --------------------------------------------------------------
-    def verifier_state(self) -> dict | None:
-        return state_of(self.verifier)
-
-    def load_verifier_state(self, state: dict | None) -> None:
-        load_state(self.verifier, state)
-
     def pack_synthetic(self, batch: Batch) -> dict:
         return {"x": batch.x.cpu(), "y": batch.y.cpu()}
 

@@ -19,11 +19,13 @@ from ..components import build
 from ..config import check_int, check_memory, get, require_int
 from ..data.mnist import N_CLASSES, MNISTData
 from ..errors import ConfigError
-from ..interfaces import ImageGenerator, LearningVerifier, MixedPrecision, Policy, Prepared, load_state, state_of
+from ..interfaces import (ImageGenerator, LearningVerifier, MixedPrecision, Policy, Prepared, ReportsAccuracy,
+                          load_state, state_of)
 from ..nets import EVALUATOR, JUDGE, NetCache
 from ..rng import make_rng
-from ..sampling import Collected, DrawLayout, build_verifier, check_pool, verifier_in_use
-from ..verifiers.mnist import ClassifierVerifier, label_scores
+from ..sampling import Collected, DrawLayout, check_pool, verifier_in_use
+from ..verifiers.base import build_verifier
+from ..verifiers.mnist import label_scores
 from .mnist_eval import MNISTEvaluator, save_samples
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,7 @@ class MNISTStudy:
         ev.prepare()
         return {"fid_real_floor": ev.fid_floor, "fid_mean_real_floor": ev.fid_mean_floor,
                 "evaluator_test_accuracy": self.nets.get(EVALUATOR)[1], "judge_test_accuracy": self.nets.get(JUDGE)[1],
-                "classifier_test_accuracy": self.verifier.test_accuracy if isinstance(self.verifier, ClassifierVerifier)
+                "classifier_test_accuracy": self.verifier.test_accuracy if isinstance(self.verifier, ReportsAccuracy)
                 else None, "bf16": self.bf16}
 
     # ----- state and pictures ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..config import check_number
 from ..errors import ConfigError
+from ..interfaces import GaussianModel
 from ..theory import SQRT_2_OVER_PI
 from .base import apply_reliability, ranking_keys
 
@@ -38,6 +39,12 @@ class CenterVerifier:
         self.radius = radius if isinstance(radius, Tensor) else float(radius)  # scalar or [R]
         self.noise_std = float(noise_std)
         self.reliability = float(reliability)
+
+    def theory_parameters(self) -> dict:
+        """What the closed forms read (``interfaces.TheoryParameters``): verdicts by the band, or its reward's tilt."""
+        tilt = self.keep_fraction is None and self.selection == "tilt"
+        return {"selection": "tilt" if tilt else "band" if self.keep_fraction is None else None, "bias": self.bias,
+                "radius": self.radius, "reliability": self.reliability, "temperature": self.temperature}
 
     def _residual_and_width(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """|y - x^T theta_c| and the band's half-width r ||x|| + sigma sqrt(2/pi), both shaped like y."""
@@ -109,8 +116,16 @@ class OracleRatioVerifier:
         self.model_var: Tensor | None = None
 
     def observe(self, model) -> None:
-        """Read the current generator's mean and variance per chain (a GaussianGenerator: mu [R], var [R])."""
-        self.mu, self.model_var = model.mu.detach().clone(), model.var.detach().clone()
+        """Read the current generator's mean and variance per chain (``interfaces.GaussianModel``: mu [R], var [R])."""
+        if not isinstance(model, GaussianModel):
+            raise ConfigError(f"verifier=oracle_ratio reads p_model from the generator's moments(), which "
+                              f"{type(model).__name__} lacks: use generator=gaussian")
+        mu, var = model.moments()
+        self.mu, self.model_var = mu.detach().clone(), var.detach().clone()
+
+    def theory_parameters(self) -> dict:
+        """What the closed forms read (``interfaces.TheoryParameters``): the exact ratio's, under drs."""
+        return {"selection": "ratio" if self.selection == "drs" else None}
 
     def score(self, x: Tensor, y: Tensor) -> Tensor:
         """y [R, ...] -> log N(y; mu*, sigma^2) - log N(y; mu_r, var_r), shaped like y."""

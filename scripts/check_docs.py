@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
@@ -276,12 +277,52 @@ def check_intervals(found: dict[str, Index], pages: list[str] = PAGES, explain: 
     return bad
 
 
+VERDICTS = {"higher": "higher", "lower": "lower", "n.d.": "not distinguishable"}
+
+
+def _generations(spec) -> list[int]:
+    if isinstance(spec, str) and "-" in spec:
+        lo, hi = map(int, spec.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(g) for g in (spec if isinstance(spec, list) else [spec])]
+
+
+def check_claims(path: Path = CLAIMS) -> list[str]:
+    """One line per claim of docs/claims.yaml whose words are not on its page or whose comparison the rows do not
+    give the stated verdict at one of its generations."""
+    bad = []
+    pages: dict[str, str] = {}
+    jobs: dict[str, list] = {}
+    for n, c in enumerate(yaml.safe_load(path.read_text()) or [], 1):
+        where = f"{path.name} claim {n} ({c.get('entry')}, {c.get('metric')}: {c.get('text', '')[:50]!r})"
+        missing = {"page", "text", "entry", "metric", "a", "b", "generations", "verdict"} - set(c)
+        if missing or c["verdict"] not in VERDICTS:
+            bad.append(f"{where}: needs {sorted(missing) or 'verdict: higher, lower or n.d.'}")
+            continue
+        if c["page"] not in pages:
+            pages[c["page"]] = " ".join((ROOT / c["page"]).read_text().split())
+        if " ".join(c["text"].split()) not in pages[c["page"]]:
+            bad.append(f"{where}: its words are not on {c['page']}")
+        rows = ROOT / "docs" / "results" / f"{c['entry']}_rows.csv"
+        if c["entry"] not in jobs:
+            jobs[c["entry"]] = seed_index(find_jobs(rows))
+        versus0 = c["b"] == "generation 0"
+        for g in _generations(c["generations"]):
+            r = paired_difference(jobs[c["entry"]], c["metric"], c["a"], "" if versus0 else c["b"], g,
+                                  base_generation=0 if versus0 else None, ratio=bool(c.get("ratio")))
+            if r["n"] < 2 or not r["verdict"].startswith(VERDICTS[c["verdict"]]):
+                sign = "/" if c.get("ratio") else "-"
+                bad.append(f"{where}: at generation {g} {c['a']} {sign} {c['b']} is {r['mean']:.4g} "
+                           f"[{r['low']:.4g}, {r['high']:.4g}] ({r['verdict']}), not {c['verdict']}")
+    return bad
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--explain", action="store_true", help="print the comparison behind every quoted interval")
     p.add_argument("--suggest", action="store_true", help="beside each mismatch, the nearest comparison the rows give")
     a = p.parse_args()
-    bad = check_intervals(indexes(), explain=a.explain, suggest=a.suggest)
+    bad = check_intervals(indexes(), explain=a.explain, suggest=a.suggest) + check_claims()
     for line in bad:
         print(line)
     print(f"{len(bad)} mismatch(es)", file=sys.stderr)

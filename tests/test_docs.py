@@ -149,3 +149,27 @@ def test_every_file_in_docs_figures_is_cited():
     text = "\n".join(p.read_text() for p in PAGES)
     stale = [f.name for f in sorted((ROOT / "docs" / "figures").iterdir()) if f.name not in text]
     assert not stale, f"in docs/figures but cited nowhere: {stale}"
+
+
+def test_every_claim_in_docs_claims_holds_on_the_rows(rows_index):
+    """docs/claims.yaml: each sentence that states a direction or "not distinguishable" stands on its page and its
+    comparison gives that verdict at every generation it names."""
+    check_docs, _ = rows_index
+    bad = check_docs.check_claims()
+    assert not bad, "\n".join(bad)
+
+
+def test_a_claim_the_rows_contradict_or_the_page_lacks_fails(rows_index, tmp_path):
+    import yaml
+
+    check_docs, _ = rows_index
+    claims = yaml.safe_load((ROOT / "docs" / "claims.yaml").read_text())
+    assert len(claims) >= 20
+    flipped = [dict(c, verdict="higher" if c["verdict"] != "higher" else "n.d.") for c in claims]
+    gone = [dict(c, text=c["text"] + " (words not on the page)") for c in claims[:3]]
+    for case, expect in ((flipped, "not "), (gone, "its words are not on")):
+        path = tmp_path / "claims.yaml"
+        path.write_text(yaml.safe_dump(case))
+        bad = check_docs.check_claims(path)
+        hit = {line.split(":")[0] for line in bad if expect in line}
+        assert len(hit) == len(case), f"{len(case) - len(hit)} changed claim(s) passed: {bad}"

@@ -253,12 +253,14 @@ def seed_index(jobs: list[Job]) -> SeedIndex:
     for j in jobs:
         if j.seed is None:
             continue
+        label = j.label
         for r in j.rows:
+            g = int(r["generation"])
             for metric, v in r.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-                    at = out.setdefault((j.label, metric, int(r["generation"])), {})
+                    at = out.setdefault((label, metric, g), {})
                     if j.seed in at:
-                        raise ValueError(f"setting {j.label!r} has two jobs with seed {j.seed}: pairs need one job a "
+                        raise ValueError(f"setting {label!r} has two jobs with seed {j.seed}: pairs need one job a "
                                          "seed")
                     at[j.seed] = float(v)
     return out

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("reproduce")
 
-MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "label_accuracy", "class_entropy"]
+MNIST_METRICS = ["test_nelbo", "fid", "recall", "precision", "density", "coverage", "label_accuracy", "class_entropy"]
 
 
 # what a figure's legend calls each setting (the names the text uses; summarize.py --name); a setting not here keeps

@@ -93,6 +93,8 @@ AXIS = {"test_nelbo": "test NELBO, binarised test set (nats; lower is better)",
         "test_nelbo_gray": "test NELBO, grayscale test set (nats; lower is better)",
         "fid": "FID, evaluator features (lower is better)", "fid_mean": "FID of the decoder means (lower is better)",
         "precision": "precision (share of samples near real images)", "recall": "recall (share of real images covered)",
+        "density": "density (real k-NN balls a sample is in, over k; 1 is like the data)",
+        "coverage": "coverage (share of real k-NN balls holding a sample)",
         "label_accuracy": "label accuracy (judge agrees with the label)", "class_entropy": "class entropy (nats; ln 10 = 2.30 is even)",
         "accept_rate": "acceptance rate", "verifier_agreement": "verifier's agreement with the judge",
         "param_error": "||theta_t - theta*||^2", "center_error": "||theta_t - theta_c||^2", "variance": "fitted variance"}

@@ -1,10 +1,10 @@
-"""Feature metrics: the Fréchet distance, precision and recall, class entropy."""
+"""Feature metrics: the Fréchet distance, precision and recall, density and coverage, class entropy."""
 
 import numpy as np
 import pytest
 import torch
 
-from collapselab.metrics.features import class_entropy, frechet_distance, precision_recall
+from collapselab.metrics.features import class_entropy, density_coverage, frechet_distance, precision_recall
 
 
 
@@ -30,3 +30,28 @@ def test_precision_recall_on_hand_made_clouds():
 def test_class_entropy():
     assert class_entropy(torch.arange(1000) % 10) == pytest.approx(np.log(10))
     assert class_entropy(torch.zeros(50, dtype=torch.long)) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(500, 400, 16), (300, 700, 8)])
+def test_density_and_coverage_agree_with_the_reference_implementation(shape):
+    """On fixed features, density and coverage (k = 5) equal the authors' reference code (the prdc package), for
+    a sample set that crowds the real data's centre and one spread wider than it (chunks smaller than the sets)."""
+    prdc = pytest.importorskip("prdc", reason="the reference implementation is a test extra: pip install -e '.[test]'")
+    n, m, d = shape
+    g = torch.Generator().manual_seed(n + m)
+    real = torch.randn(n, d, generator=g)
+    for scale in (0.5, 1.5):
+        gen = scale * torch.randn(m, d, generator=g) + 0.2
+        ref = prdc.compute_prdc(real.numpy(), gen.numpy(), nearest_k=5)
+        dens, cov = density_coverage(real, gen, k=5, chunk=128)
+        assert dens == pytest.approx(ref["density"], abs=1e-12) and cov == pytest.approx(ref["coverage"], abs=1e-12)
+        assert (dens > 1) == (scale < 1)  # crowding the dense centre: density above 1; spread out: below
+
+
+def test_density_and_coverage_on_hand_made_clouds():
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(200, 4, generator=g)
+    assert density_coverage(real, real + 100.0) == (0.0, 0.0)  # far away: in no ball, covering none
+    dens, cov = density_coverage(real, real[:1].repeat(200, 1))  # collapsed on one real point: every sample lies in
+    balls = cov * 200                                              # the same few balls (its own and its neighbours')
+    assert 1 <= balls <= 20 and dens == pytest.approx(balls / 5)

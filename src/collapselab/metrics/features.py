@@ -56,6 +56,23 @@ def precision_recall(f_real: Tensor, f_gen: Tensor, k: int = 3) -> tuple[float, 
     return _coverage(f_gen, f_real, r_real), _coverage(f_real, f_gen, r_gen)
 
 
+def density_coverage(f_real: Tensor, f_gen: Tensor, k: int = 5, chunk: int = 2048) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) of ``f_gen`` [M, D] against ``f_real`` [N, D], on k-NN balls around
+    the real points (radius: the distance to the k-th nearest other real point). Density: the mean number of real
+    balls a sample falls in, over k (1 on average when samples are distributed like the real data; above 1 where
+    they crowd the dense regions). Coverage: the share of real balls that hold at least one sample (how much of the
+    real data the samples reach). Strict inequalities, as the authors' reference code (the ``prdc`` package)."""
+    f_real, f_gen = f_real.float(), f_gen.float()
+    radii = _kth_nn_radius(f_real, k)
+    inside = 0
+    for i in range(0, len(f_gen), chunk):  # density: every (sample, real ball) pair with the sample inside
+        inside += int((torch.cdist(f_gen[i:i + chunk], f_real) < radii[None, :]).sum())
+    covered = 0
+    for i in range(0, len(f_real), chunk):  # coverage: real balls whose nearest sample is inside
+        covered += int((torch.cdist(f_real[i:i + chunk], f_gen).min(1).values < radii[i:i + chunk]).sum())
+    return inside / (k * max(len(f_gen), 1)), covered / max(len(f_real), 1)
+
+
 def class_entropy(pred: Tensor, n_classes: int = N_CLASSES) -> float:
     """Entropy (nats) of the predicted-class histogram; ln 10 = 2.303 is uniform."""
     p = torch.bincount(pred.cpu(), minlength=n_classes).double()

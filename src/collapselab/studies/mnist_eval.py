@@ -9,7 +9,8 @@ from torchvision.utils import make_grid
 from ..interfaces import LikelihoodModel
 from ..checkpoint import cache_lock, load_torch, move_aside, save_torch
 from ..data.mnist import IMAGE_SHAPE, N_CLASSES, MNIST, MNISTData, binarize, gray
-from ..metrics.features import class_entropy, feature_stats, fid, frechet_distance, precision_recall
+from ..metrics.features import (class_entropy, density_coverage, feature_stats, fid, frechet_distance,
+                                precision_recall)
 from ..nets import EVALUATOR, NetCache, SmallCNN, predict, shipped_file
 from ..plotting import save_image_grid
 from ..rng import derive_seed
@@ -35,7 +36,7 @@ def test_statistics(net: SmallCNN, mnist: MNIST, device: torch.device, features:
 
 
 class MNISTEvaluator:
-    """FID (samples and decoder means), precision/recall, label accuracy, class entropy, test NELBO.
+    """FID (samples and decoder means), precision/recall, density/coverage, label accuracy, class entropy, test NELBO.
 
     Built from its sizes alone; ``prepare`` (or the first call) fetches the evaluator network and the test
     set's feature statistics, computed once and cached under <data.root>/nets."""
@@ -110,6 +111,7 @@ class MNISTEvaluator:
         probs, feats = predict(self.net, gen.x)
         pred = probs.argmax(1)
         prec, rec = precision_recall(self.test_features[: self.pr_samples], feats[: self.pr_samples], k=3)
+        dens, cov = density_coverage(self.test_features[: self.pr_samples], feats[: self.pr_samples], k=5)
         likelihood = isinstance(model, LikelihoodModel)
         nelbo = model.batch_nelbo if likelihood else None
         mean = model.decode_mean if likelihood else None
@@ -117,6 +119,8 @@ class MNISTEvaluator:
             "fid": fid(feats, self.test_stats),
             "precision": prec,
             "recall": rec,
+            "density": dens,
+            "coverage": cov,
             "label_accuracy": float((pred == gen.y).float().mean()) if conditional else None,
             "class_entropy": class_entropy(pred),
             "test_nelbo": float(nelbo(self.test_x, self.test_y, rng).mean()) if nelbo else None,

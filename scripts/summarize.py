@@ -1,12 +1,13 @@
 """Summarise a multirun sweep: CSV of every job and generation, seed aggregates (CSV + Markdown), plots.
 
-    python scripts/summarize.py SWEEP_DIR                         # headline metrics of the sweep's generator
+    python scripts/summarize.py SWEEP_DIR                         # headline metrics of the sweep's study
     python scripts/summarize.py SWEEP_DIR --metrics fid test_nelbo
     python scripts/summarize.py RUN_A RUN_B SWEEP_C --out figs   # several runs / sweeps side by side
     python scripts/summarize.py SWEEP_DIR --heatmap verifier.radius verifier.bias   # one-round gain map (linear)
     python scripts/summarize.py SWEEP_DIR --pair arm=discriminator arm=replace --at 1 10   # paired differences
     python scripts/summarize.py SWEEP_DIR --versus-generation0 --ratio fid recall         # each generation vs gen 0
     python scripts/summarize.py SWEEP_DIR --pair +arm=a +arm=b --pair-change   # each arm's change since its gen 0
+    python scripts/summarize.py SWEEP_DIR --name arm=replace "replace" --level0  # legend names, gen 0's level
 
 Writes into SWEEP_DIR/summary (or --out): summary.csv (one row per job and generation, overrides as
 columns, the job's summary.json theory levels as summary.theory_* columns), aggregate.csv and aggregate.md

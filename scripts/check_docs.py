@@ -11,8 +11,10 @@ Two checks, both read from the rows alone (no sweep is run):
    each setting's mean at a generation, its change since its generation 0 (a difference, or a ratio on the log
    scale), every pair of settings at a generation (difference, ratio, and the change since each side's generation
    0), with their 95% prediction intervals. A quoted interval may be written the other way round (B - A for A - B,
-   B / A for A / B). Lines that quote a source other than the rows (the authors' published values, a theorem, a
-   timing) mark it with ``<!-- not from rows -->`` at the end of the line.
+   B / A for A / B). A table's single numbers must each be a mean or a summary figure of those rows (columns headed
+   theory, closed form or kappa aside): a weaker check, since a short number can equal another mean by chance. Lines that quote another source (the authors' published values, a
+   GPU run's file) end with ``<!-- not from rows: SOURCE -->``; numbers derived otherwise from the rows, with
+   ``<!-- unchecked: REASON -->``.
 2. **Claims.** Statements that are not an interval (a verdict, a single number, "not distinguishable ... at any
    generation") are written in docs/claims.yaml: the sentence's words as they stand on the page, the sweep, the
    comparison, the generations, and what the rows must say there. Each claim is recomputed from the rows and its
@@ -37,7 +39,7 @@ from reproduce import FIGURES  # noqa: E402
 
 PAGES = ["README.md", "docs/results.md"]
 CLAIMS = ROOT / "docs" / "claims.yaml"
-NOT_FROM_ROWS = "<!-- not from rows -->"
+NOT_FROM_ROWS = re.compile(r"<!-- not from rows[^>]*-->")  # a line quoting another source (named after a colon)
 NUM = r"[+\-\u2212]?\d+(?:\.\d+)?"
 TRIPLE = re.compile(rf"(?<![\w.])({NUM})x?\s*\[({NUM}),\s*({NUM})\]")
 PAIR = re.compile(rf"(?<![\w.\]\d])\s\[({NUM}),\s*({NUM})\]")
@@ -126,6 +128,14 @@ class Index:
         triples.sort(key=lambda t: t[0][0])
         pairs.sort(key=lambda t: t[0][0])
         self.triples, self.pairs = triples, pairs
+        # a table's single number: a metric's mean over seeds at a generation, or a job's summary figure (a closed
+        # form's level)
+        jobs = find_jobs(rows_csv)
+        metrics = {k for j in jobs for r in j.rows for k, v in r.items() if isinstance(v, (int, float))
+                   and k != "generation" and not k.startswith(("time.", "machine.", "wall_s"))}
+        singles = [abs(x["mean"]) for m in metrics for series in aggregate(jobs, m).values() for x in series]
+        singles += [abs(float(v)) for j in jobs for v in j.summary.values() if isinstance(v, (int, float))]
+        self.singles = np.sort(np.array([v for v in singles if math.isfinite(v)]))
         self.triple_keys = np.array([t[0][0] for t in triples])
         self.pair_keys = np.array([t[0][0] for t in pairs])
 
@@ -142,6 +152,12 @@ class Index:
         pool, keys = (self.triples, self.triple_keys) if len(nums) == 3 else (self.pairs, self.pair_keys)
         return [(what, v) for what, v in (pool[i][::-1] for i in self._near(keys, nums[0]))
                 if all(printed_as(x, s) for x, s in zip(v, nums))]
+
+
+    def has_single(self, s: str) -> bool:
+        """Whether some mean or summary figure of the rows prints as ``s`` (sign aside)."""
+        return len(self._near(self.singles, s.lstrip("+-\u2212"))) > 0 and any(
+            printed_as(self.singles[i], s.lstrip("+-\u2212")) for i in self._near(self.singles, s.lstrip("+-\u2212")))
 
 
 def indexes() -> dict[str, Index]:
@@ -190,10 +206,13 @@ class Quote:
     @property
     def text(self) -> str:
         n = self.nums
-        return f"{n[0]} [{n[1]}, {n[2]}]" if len(n) == 3 else f"[{n[0]}, {n[1]}]"
+        return n[0] if len(n) == 1 else f"{n[0]} [{n[1]}, {n[2]}]" if len(n) == 3 else f"[{n[0]}, {n[1]}]"
 
 
 GENERATION = re.compile(r"\b(?:generation|gen)\s+(\d+)\b")
+SINGLE = re.compile(r"(?<![\w.^])[+\-\u2212]?\d+\.\d+(?![\w.^])")  # a number with decimals (not an exponent)
+UNCHECKED = re.compile(r"<!-- unchecked: [^>]+ -->")  # a line of numbers derived otherwise, its reason stated
+NOT_FROM_ROWS_COLUMNS = ("theory", "closed form", "kappa")  # table columns of closed forms, not of the rows
 
 
 def quoted(page: Path, entries: list[str]) -> list[Quote]:
@@ -218,12 +237,21 @@ def quoted(page: Path, entries: list[str]) -> list[Quote]:
         if inside := named(a, b):
             scope.update({i: [*inside, *(e for e in scope[i] if e not in inside and scope[i] is not entries)]
                           for i in range(a, b)})
-    out, header = [], []
+    out, header, heads = [], [], []
     for i, line in enumerate(lines):
         if line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")):
-            header = [GENERATION.search(c) for c in line.strip().strip("|").split("|")]
-        if NOT_FROM_ROWS in line:
+            heads = [c.strip().lower() for c in line.strip().strip("|").split("|")]
+            header = [GENERATION.search(c) for c in heads]
             continue
+        if NOT_FROM_ROWS.search(line) or UNCHECKED.search(line):
+            continue
+        if line.startswith("|") and not set(line) <= set("|-: "):  # a table's single numbers (not in an interval)
+            cells = re.sub(r"\[[^\]]*\]", " ", TRIPLE.sub(" ", line)).strip().strip("|").split("|")
+            for col, cell in enumerate(cells[1:], 1):
+                if col < len(heads) and any(w in heads[col] for w in NOT_FROM_ROWS_COLUMNS):
+                    continue
+                for mt in SINGLE.finditer(cell):
+                    out.append(Quote(i + 1, scope[i], (mt.group(0),), in_table=True))
         spans = []
         for mt in TRIPLE.finditer(line):
             q = Quote(i + 1, scope[i], mt.groups(), line[mt.end():].lstrip(" *").startswith("n.d."), line.startswith("|"))
@@ -252,6 +280,11 @@ def check_intervals(found: dict[str, Index], pages: list[str] = PAGES, explain: 
     for rel in pages:
         for q in quoted(ROOT / rel, list(found)):
             nums = q.nums
+            if len(nums) == 1:  # a table cell's single number
+                if not any(found[e].has_single(nums[0]) for e in q.scope):
+                    bad.append(f"{rel}:{q.line}: table cell {nums[0]} is no mean or summary figure of "
+                               f"{', '.join(q.scope) if len(q.scope) < 4 else 'any entry'} in the committed rows")
+                continue
             matches = [m for e in q.scope for m in found[e].find(nums)
                        if (q.generation is None or _generation(m[0]) == q.generation)
                        and not (nums[0].startswith("+") and " - " not in m[0])]  # "+x" is a difference, not a mean

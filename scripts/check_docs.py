@@ -321,15 +321,18 @@ def _generations(spec) -> list[int]:
 
 
 def check_claims(path: Path = CLAIMS) -> list[str]:
-    """One line per claim of docs/claims.yaml whose words are not on its page or whose comparison the rows do not
-    give the stated verdict at one of its generations."""
+    """One line per claim of docs/claims.yaml whose words are not on its page, or whose comparison the rows do not
+    give the stated verdict at one of its generations, or (a claim with a ``value``) whose mean does not print as the
+    number the sentence shows (``b: mean``: the setting's own mean over seeds)."""
     bad = []
     pages: dict[str, str] = {}
     jobs: dict[str, list] = {}
     for n, c in enumerate(yaml.safe_load(path.read_text()) or [], 1):
         where = f"{path.name} claim {n} ({c.get('entry')}, {c.get('metric')}: {c.get('text', '')[:50]!r})"
-        missing = {"page", "text", "entry", "metric", "a", "b", "generations", "verdict"} - set(c)
-        if missing or c["verdict"] not in VERDICTS:
+        missing = {"page", "text", "entry", "metric", "a", "b", "generations"} - set(c)
+        if "value" not in c and "verdict" not in c:
+            missing.add("verdict or value")
+        if missing or c.get("verdict", "n.d.") not in VERDICTS:
             bad.append(f"{where}: needs {sorted(missing) or 'verdict: higher, lower or n.d.'}")
             continue
         if c["page"] not in pages:
@@ -339,6 +342,22 @@ def check_claims(path: Path = CLAIMS) -> list[str]:
         rows = ROOT / "docs" / "results" / f"{c['entry']}_rows.csv"
         if c["entry"] not in jobs:
             jobs[c["entry"]] = seed_index(find_jobs(rows))
+        if "value" in c:  # a number the sentence prints: the comparison's mean (b: mean, the setting's own mean)
+            value = str(c["value"])
+            if value not in c["text"]:
+                bad.append(f"{where}: its value {value} is not in its words")
+            for g in _generations(c["generations"]):
+                if c["b"] == "mean":
+                    at = jobs[c["entry"]].get((c["a"], c["metric"], g), {})
+                    mean = sum(at.values()) / len(at) if at else math.nan
+                else:
+                    mean = paired_difference(jobs[c["entry"]], c["metric"], c["a"],
+                                             "" if c["b"] == "generation 0" else c["b"], g,
+                                             base_generation=0 if c["b"] == "generation 0" else None,
+                                             ratio=bool(c.get("ratio")))["mean"]
+                if not (printed_as(mean, value) or printed_as(-mean, value)):
+                    bad.append(f"{where}: at generation {g} the rows give {mean:.6g}, which does not print as {value}")
+            continue
         versus0 = c["b"] == "generation 0"
         for g in _generations(c["generations"]):
             r = paired_difference(jobs[c["entry"]], c["metric"], c["a"], "" if versus0 else c["b"], g,
